@@ -1,0 +1,51 @@
+# nbdeploy — `make demo` and `make test` each set up what they need on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: help venv demo test test-fast lint bench ui-deps labextension clean
+
+help:
+	@echo "make demo   train, deploy, validate, explain, serve and query a model end to end"
+	@echo "make test   install everything the tests need and run the whole suite"
+	@echo "make bench  run every benchmark and write BENCHMARKS.md"
+	@echo "make lint   ruff"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m nbdeploy.demo
+
+# Debian's chromium for the real-browser tests (npx playwright install cannot work here).
+ui-deps:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	    || echo "chromium could not be installed: UI tests will be skipped" )
+
+labextension: $(STAMP)
+	@if [ -f labextension/package.json ]; then \
+	  cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm build; fi
+
+test: $(STAMP) ui-deps labextension
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not ui"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache

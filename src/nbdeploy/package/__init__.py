@@ -1,0 +1,1 @@
+"""Package: generate the service, build the bento, export it."""

@@ -1,0 +1,1 @@
+"""Standalone modules copied verbatim into every bento (they never import nbdeploy)."""

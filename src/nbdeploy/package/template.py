@@ -1,0 +1,244 @@
+"""Render the generated ``service.py``: a readable BentoML 1.4 service the user can keep.
+
+The service imports bentoml, pandas, pydantic and the model's framework — never nbdeploy.
+Request rows are validated by a pydantic model generated from the schema, so a bad field is
+answered 400 with its name before the model sees it."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Any
+
+from nbdeploy.capture.frameworks import ModelInfo
+from nbdeploy.capture.schema import Column, Schema
+
+MAX_ROWS = 10_000
+
+
+def _field_name(name: str, taken: set[str]) -> str:
+    ident = re.sub(r"\W+", "_", name).strip("_") or "col"
+    if ident[0].isdigit() or keyword.iskeyword(ident) or ident.startswith("model_"):
+        ident = f"c_{ident}"
+    base, i = ident, 1
+    while ident in taken:
+        i += 1
+        ident = f"{base}_{i}"
+    taken.add(ident)
+    return ident
+
+
+def _annotation(col: Column) -> str:
+    if col.categories is not None:
+        base = f"Literal[{', '.join(repr(c) for c in col.categories)}]"
+    else:
+        base = {"float": "float", "int": "int", "bool": "bool", "str": "str", "datetime": "datetime"}[
+            col.kind
+        ]
+    return f"Optional[{base}]" if col.nullable else base
+
+
+def _field_line(col: Column, ident: str) -> str:
+    args = ["..."]
+    if ident != col.name:
+        args.append(f"alias={col.name!r}")
+    if col.kind == "float":
+        args.append(f"allow_inf_nan={col.nullable}")
+    return f"    {ident}: {_annotation(col)} = Field({', '.join(args)})"
+
+
+def render_row_model(schema: Schema) -> str:
+    """The pydantic ``Row`` class for the schema's columns."""
+    taken: set[str] = set()
+    lines = [
+        "class Row(BaseModel):",
+        '    """One input row. Every column is required; unknown columns are refused."""',
+        "",
+        '    model_config = ConfigDict(extra="forbid", populate_by_name=False)',
+        "",
+    ]
+    lines += [_field_line(col, _field_name(col.name, taken)) for col in schema.columns]
+    return "\n".join(lines)
+
+
+def _predict_expr(info: ModelInfo) -> str:
+    if info.framework == "xgboost":
+        return "self.model.predict(xgb.DMatrix(X, enable_categorical=True)) if self.is_booster else self.model.predict(X)"
+    if info.framework == "pyfunc":
+        return 'self.model.predict(X) if hasattr(self.model, "predict") else self.model(X)'
+    return "self.model.predict(X)"
+
+
+def render_service(
+    *,
+    name: str,
+    class_name: str,
+    model_tag: str,
+    info: ModelInfo,
+    schema: Schema,
+    explain: bool = True,
+) -> str:
+    """The full text of ``service.py``."""
+    proba = info.has_proba and bool(info.classes)
+    parts: list[str] = [HEADER.format(name=name, model_tag=model_tag, load_import=info.load_import)]
+    parts.append(render_row_model(schema))
+    parts.append(
+        SERVICE.format(
+            name=name,
+            class_name=class_name,
+            model_tag=model_tag,
+            load_expr=info.load_expr,
+            predict_expr=_predict_expr(info),
+            is_booster=_booster_check(info),
+            max_rows=MAX_ROWS,
+        )
+    )
+    if proba:
+        parts.append(PROBA)
+    if explain:
+        parts.append(EXPLAIN)
+    parts.append(FOOTER)
+    return "\n".join(parts)
+
+
+def _booster_check(info: ModelInfo) -> str:
+    if info.framework == "xgboost":
+        return "isinstance(self.model, xgb.Booster)"
+    return "False"
+
+
+def service_context(schema: Schema, info: ModelInfo, extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``metadata.json`` written next to service.py."""
+    return {
+        **extra,
+        "schema": schema.to_dict(),
+        "framework": info.framework,
+        "task": info.task,
+        "classes": info.classes,
+    }
+
+
+HEADER = '''"""{name}: a model deployed from a notebook with nbdeploy.
+
+A plain BentoML 1.4 service. Serve it with `bentoml serve service:ModelService` from this
+folder, or `bentoml serve <bento tag>`. Routes:
+  POST /predict        {{"rows": [{{column: value, ...}}, ...]}} -> one prediction per row
+  POST /predict_proba  (classifiers) -> one {{class: probability}} dict per row
+  POST /explain        SHAP contributions per row on the input columns
+  GET  /metadata       name, version, schema, pinned packages, created_at
+  GET  /readyz /livez /metrics   health and Prometheus metrics (BentoML built-ins)
+Rows are validated against the training schema (the Row class below): a wrong type, a
+missing or extra column, an unknown category or a NaN where none was seen is answered 400
+with the field named, before the model is called.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime  # noqa: F401  (used by datetime columns)
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional  # noqa: F401
+
+import bentoml
+import pandas as pd  # noqa: F401
+from bentoml.exceptions import InvalidArgument, UnprocessableEntity
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import frames
+import integrity
+{load_import}
+
+HERE = Path(__file__).resolve().parent
+METADATA = json.loads((HERE / "metadata.json").read_text())
+SCHEMA = METADATA["schema"]
+CLASSES = METADATA.get("classes")
+log = logging.getLogger("bentoml.service")
+
+
+async def metadata_endpoint(request):
+    return JSONResponse(METADATA)
+
+
+# Plain GET routes next to BentoML's own; BentoML's routes take precedence over this app.
+info_app = Starlette(routes=[Route("/metadata", metadata_endpoint, methods=["GET"])])
+
+'''
+
+SERVICE = '''
+
+@bentoml.asgi_app(info_app, path="/")
+@bentoml.service(
+    name="{name}",
+    logging={{"access": {{"enabled": False}}}},
+    traffic={{"timeout": 60}},
+)
+class {class_name}:
+    """Serves the model {model_tag}, validating every row against the training schema."""
+
+    model_ref = bentoml.models.BentoModel("{model_tag}")
+
+    def __init__(self) -> None:
+        expected = METADATA.get("artifact_sha256")
+        if expected and integrity.artifact_sha256(self.model_ref.path) != expected:
+            raise RuntimeError(
+                "model artifact sha256 mismatch: the stored model was modified after deploy; "
+                "refusing to serve it. Redeploy from the notebook."
+            )
+        self.model = {load_expr}
+        self.is_booster = {is_booster}
+        self.explainer = None
+
+    def _frame(self, rows: list[Row]) -> pd.DataFrame:
+        records = [row.model_dump(by_alias=True) for row in rows]
+        return frames.rows_to_frame(records, SCHEMA)
+
+    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=60_000)
+    def predict(self, rows: Annotated[list[Row], Field(min_length=1, max_length={max_rows})]) -> list[Any]:
+        """One prediction per input row."""
+        X = frames.model_input(self._frame(rows), SCHEMA)
+        try:
+            y = {predict_expr}
+        except Exception as exc:  # the model's own error: say what, never a traceback
+            log.warning("model.predict failed: %r", exc)
+            raise UnprocessableEntity(f"the model could not predict these rows: {{type(exc).__name__}}: {{exc}}") from None
+        return frames.to_json(y)
+'''
+
+PROBA = '''
+    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=60_000)
+    def predict_proba(
+        self, rows: Annotated[list[Row], Field(min_length=1, max_length=10_000)]
+    ) -> list[dict[str, float]]:
+        """One {class: probability} dict per input row."""
+        X = frames.model_input(self._frame(rows), SCHEMA)
+        try:
+            proba = self.model.predict_proba(X)
+        except Exception as exc:
+            log.warning("model.predict_proba failed: %r", exc)
+            raise UnprocessableEntity(f"the model could not score these rows: {type(exc).__name__}: {exc}") from None
+        return frames.proba_records(proba, CLASSES)
+'''
+
+EXPLAIN = '''
+    @bentoml.api
+    def explain(self, rows: Annotated[list[Row], Field(min_length=1, max_length=1_000)]) -> dict[str, Any]:
+        """SHAP contributions on the input columns, base value and model output per row."""
+        if self.explainer is None:
+            import explainer
+
+            reference = frames.rows_to_frame(
+                json.loads((HERE / "reference.json").read_text()), SCHEMA
+            )
+            self.explainer = explainer.make_explainer(self.model, reference)
+        try:
+            return self.explainer.explain(self._frame(rows))
+        except Exception as exc:
+            log.warning("explain failed: %r", exc)
+            raise InvalidArgument(f"could not explain these rows: {type(exc).__name__}: {exc}") from None
+'''
+
+FOOTER = ""

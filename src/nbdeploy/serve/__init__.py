@@ -1,0 +1,1 @@
+"""Serve: local model-server processes, the stable endpoint, traffic split and rollback."""

@@ -1,0 +1,168 @@
+"""Start, probe and stop detached ``bentoml serve`` processes on loopback.
+
+Servers run in their own session, so they outlive the kernel or CLI that started them;
+any later process finds them through the pid and port stored in the registry."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from nbdeploy import config
+from nbdeploy.errors import ServeError
+
+
+def free_port(host: str = config.DEFAULT_HOST) -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = config.DEFAULT_HOST) -> bool:
+    """True when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def alive(pid: int | None, marker: str | None = None) -> bool:
+    """True when ``pid`` runs (reaping it if it is our exited child) and, when given,
+    its command line contains ``marker`` (so a reused pid is not mistaken for ours)."""
+    if not pid:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if marker:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return True
+        return marker in cmdline
+    return True
+
+
+def bentoml_command() -> list[str]:
+    """The ``bentoml`` CLI of the running interpreter's environment."""
+    script = Path(sys.executable).parent / "bentoml"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bentoml"]
+
+
+def log_path(name: str, version: int) -> Path:
+    """Where a version's server writes its output."""
+    return config.logs_dir() / f"{name}-v{version}.log"
+
+
+def start_server(
+    bento_tag: str,
+    *,
+    log_file: Path,
+    host: str = config.DEFAULT_HOST,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    timeout: float = 90.0,
+    on_wait: Callable[[float], None] | None = None,
+) -> tuple[int, int]:
+    """Start ``bentoml serve`` in the background and wait for ``/readyz``; return (pid, port)."""
+    port = port or free_port(host)
+    if port_in_use(port, host):
+        raise ServeError(f"port {port} on {host} is already in use; pick another with port=... or --port.")
+    cmd = [*bentoml_command(), "serve", bento_tag, "--host", host, "--port", str(port), *(extra_args or [])]
+    child_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(env or {})}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=child_env, cwd=str(config.home()),
+        )
+    scheme = "https" if extra_args and "--ssl-certfile" in extra_args else "http"
+    try:
+        wait_ready(f"{scheme}://{_connect_host(host)}:{port}", proc.pid, timeout=timeout,
+                   log_file=log_file, on_wait=on_wait)
+    except BaseException:
+        stop_pid(proc.pid, grace=2.0)
+        raise
+    return proc.pid, port
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
+def wait_ready(
+    url: str, pid: int, *, timeout: float, log_file: Path | None = None,
+    on_wait: Callable[[float], None] | None = None,
+) -> None:
+    """Poll ``url/readyz`` until 200; fail fast, with the log's tail, if the process dies."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not alive(pid):
+            tail = tail_log(log_file, 15) if log_file else ""
+            raise ServeError(f"the model server exited while starting. Last log lines:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=1.0, verify=False).status_code == 200:
+                return
+        if on_wait:
+            on_wait(time.monotonic() - start)
+        time.sleep(0.1)
+    raise ServeError(f"the model server at {url} was not ready after {timeout:.0f} s; see its log: {log_file}")
+
+
+def probe(url: str, timeout: float = 1.0) -> bool:
+    """True when ``url/readyz`` answers 200."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=timeout, verify=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_pid(pid: int | None, *, grace: float = 10.0) -> bool:
+    """SIGTERM the server's process group (letting in-flight requests drain), then SIGKILL."""
+    if not pid or not alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    for _ in range(50):
+        if not alive(pid):
+            break
+        time.sleep(0.05)
+    return True
+
+
+def tail_log(path: Path | None, lines: int = 50) -> str:
+    """The last ``lines`` lines of a log file ('' if it does not exist)."""
+    if not path or not Path(path).exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 200_000))
+        text = fh.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
