@@ -15,7 +15,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """Point nbdeploy's registry and BentoML's store at a fresh temporary folder."""
     base = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("NBDEPLOY_HOME", str(base / "nbdeploy"))
-    monkeypatch.setenv("BENTOML_HOME", str(base / "bentoml"))
+    # BentoML caches its store location per process, so one store serves the whole session.
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
     monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
     monkeypatch.setenv("NBDEPLOY_USER", "tester")
     return base

@@ -30,6 +30,13 @@ def record(i: int, *, version: int = 1, writer: str = "w", **extra) -> dict:
     }
 
 
+def numbers(records: list[dict], writer: str) -> list[int]:
+    """The sequence numbers of one writer's records, in the order given."""
+    prefix = writer + "-"
+    return [int(r["request_id"][len(prefix):]) for r in records
+            if r["request_id"].startswith(prefix)]
+
+
 def all_lines(directory: Path) -> list[bytes]:
     """Every line of every log file, raw."""
     lines = []
@@ -99,8 +106,7 @@ def test_threads_append_without_loss_or_corruption(tmp_path: Path) -> None:
     assert len(log.files()) > 10
     got = log.read()
     for k in range(6):  # each writer's records come back in the order written
-        mine = [int(r["request_id"].split("-")[1]) for r in got if r["request_id"].startswith(f"t{k}-")]
-        assert mine == list(range(150))
+        assert numbers(got, f"t{k}") == list(range(150))
 
 
 def _child_writer(log: PredictionLog, name: str, n: int) -> None:
@@ -125,8 +131,7 @@ def test_processes_append_without_loss_or_corruption(tmp_path: Path) -> None:
     assert len(ids) == len(set(ids)) == 901
     got = log.read()
     for name in ("p0", "p1", "parent"):
-        mine = [int(r["request_id"].split("-")[1]) for r in got if r["request_id"].startswith(name + "-")]
-        assert mine == list(range(300))
+        assert numbers(got, name) == list(range(300))
 
 
 def test_partial_last_line_is_skipped_and_not_glued(tmp_path: Path) -> None:
@@ -152,15 +157,15 @@ def test_sensitive_columns_never_reach_disk(tmp_path: Path) -> None:
     frame = log.frame()
     assert "ssn" not in frame.columns
     hashed = frame.set_index("x")["email"]
-    assert hashed[3] == log.hash_value("person3@example.com")
-    assert len(hashed[3]) == 64 and hashed[3] != hashed[4]
+    assert hashed[19] == log.hash_value("person19@example.com")
+    assert len(hashed[19]) == 64 and hashed[19] != hashed[18]
 
     salt = directory / ".salt"
     assert stat.S_IMODE(salt.stat().st_mode) == 0o600
     again = PredictionLog(directory, sensitive={"email": "hash"})
-    assert again.hash_value("person3@example.com") == hashed[3]  # salt persists per log
+    assert again.hash_value("person19@example.com") == hashed[19]  # salt persists per log
     other = PredictionLog(tmp_path / "other", sensitive={"email": "hash"})
-    assert other.hash_value("person3@example.com") != hashed[3]  # and differs between logs
+    assert other.hash_value("person19@example.com") != hashed[19]  # and differs between logs
 
 
 def test_unwritable_folder_raises_once_then_counts(tmp_path: Path) -> None:
@@ -190,7 +195,7 @@ def test_row_counts_finds_ids_in_memory_and_on_disk(tmp_path: Path) -> None:
         log.append({**record(i), "inputs": rows, "outputs": [0] * len(rows)})
     assert log.row_counts(["w-5", "nope"]) == {"w-5": 3}
     fresh = PredictionLog(tmp_path, max_bytes=1_500, backups=50)  # nothing in memory: scans
-    assert fresh.row_counts(["w-0", "w-4", "w-39", "nope"]) == {"w-0": 1, "w-4": 2, "w-39": 2}
+    assert fresh.row_counts(["w-0", "w-4", "w-38", "nope"]) == {"w-0": 1, "w-4": 2, "w-38": 3}
     many = [f"w-{i}" for i in range(40)] + ["x-1"]
     assert fresh.row_counts(many) == {f"w-{i}": 1 + i % 3 for i in range(40)}
 

@@ -320,7 +320,13 @@ def load_model(ref: str) -> tuple[Any, pd.DataFrame]:
 
         model = cloudpickle.loads(Path(stored.path_of(PYFUNC_FILE)).read_bytes())
     elif framework == "xgboost":
-        model = bentoml.xgboost.load_model(stored)
+        import xgboost as xgb
+
+        from nbdeploy.capture.frameworks import XGB_FILE
+
+        cls = stored.info.metadata.get("xgboost_class", "Booster")
+        model = xgb.Booster() if cls == "Booster" else getattr(xgb, cls)()
+        model.load_model(stored.path_of(XGB_FILE))
     elif framework == "lightgbm" and stored.info.module.endswith("lightgbm"):
         model = bentoml.lightgbm.load_model(stored)
     else:

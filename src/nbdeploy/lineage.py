@@ -57,7 +57,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def collect(sample: pd.DataFrame, *, notebook: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+def collect(
+    sample: pd.DataFrame, *, notebook: str | None = None, extra: dict | None = None
+) -> dict[str, Any]:
     """The lineage record stored with a version."""
     notebook = notebook or current_notebook()
     record: dict[str, Any] = {

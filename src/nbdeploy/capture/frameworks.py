@@ -107,8 +107,12 @@ class SklearnAdapter(Adapter):
         return bentoml.sklearn.save_model(tag, obj, labels=labels, metadata=metadata)
 
 
+XGB_FILE = "model.ubj"
+
+
 class XGBoostAdapter(Adapter):
-    """XGBoost: the scikit-learn API (XGBClassifier, XGBRegressor) and raw ``Booster``."""
+    """XGBoost: the scikit-learn API (XGBClassifier, XGBRegressor) and raw ``Booster``,
+    saved in XGBoost's own portable format (no pickle)."""
 
     name = "xgboost"
     packages = ("xgboost", "xgboost-cpu")
@@ -120,25 +124,32 @@ class XGBoostAdapter(Adapter):
     def info(self, obj: Any) -> ModelInfo:
         import xgboost as xgb
 
+        path = f'self.model_ref.path_of("{XGB_FILE}")'
         if isinstance(obj, xgb.Booster):
             objective = _booster_objective(obj)
             task = "classification" if objective.startswith(("binary:", "multi:")) else "regression"
             return ModelInfo(
-                framework=self.name, task=task,
-                load_import="import xgboost as xgb",
-                load_expr="bentoml.xgboost.load_model(self.model_ref)",
+                framework=self.name, task=task, load_import="import xgboost as xgb",
+                load_expr=f"xgb.Booster(model_file={path})",
             )
         task, classes, proba = _task_of(obj)
+        cls = type(obj).__name__
         return ModelInfo(
             framework=self.name, task=task, classes=classes, has_proba=proba,
             load_import="import xgboost as xgb",
-            load_expr="bentoml.xgboost.load_model(self.model_ref)",
+            load_expr=f"xgb.{cls}()\n        self.model.load_model({path})",
         )
 
     def save(self, obj: Any, tag: str, *, labels: dict, metadata: dict) -> Any:
         import bentoml
+        import xgboost as xgb
 
-        return bentoml.xgboost.save_model(tag, obj, labels=labels, metadata=metadata)
+        kind = "Booster" if isinstance(obj, xgb.Booster) else type(obj).__name__
+        with bentoml.models.create(
+            tag, labels=labels, metadata={**metadata, "xgboost_class": kind}, module="nbdeploy.xgboost"
+        ) as model:
+            obj.save_model(model.path_of(XGB_FILE))
+        return model
 
 
 def _booster_objective(booster: Any) -> str:

@@ -92,7 +92,7 @@ def _kind(series: pd.Series) -> str:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or dtype is object or str(dtype) == "object":
         values = series.dropna()
         if len(values) and not all(isinstance(v, str) for v in values):
             raise SchemaError(
@@ -136,7 +136,8 @@ def infer_schema(
     for name in frame.columns:
         s = frame[name]
         k = _kind(s)
-        nullable = bool(s.isna().any()) or isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and k != "category"
+        extension = isinstance(s.dtype, pd.api.extensions.ExtensionDtype) and k != "category"
+        nullable = bool(s.isna().any()) or extension
         if allow_nan is True or (isinstance(allow_nan, list) and name in allow_nan):
             nullable = True
         cats, ordered = None, False
@@ -164,7 +165,9 @@ def sample_frame(sample: Any) -> tuple[pd.DataFrame, str]:
         if sample.ndim == 1:
             sample = sample.reshape(-1, 1)
         if sample.ndim != 2:
-            raise SchemaError(f"the sample array has {sample.ndim} dimensions; give a 2-D (rows x features) array.")
+            raise SchemaError(
+                f"the sample array has {sample.ndim} dimensions; give a 2-D (rows x features) array."
+            )
         return pd.DataFrame(sample, columns=[f"x{i}" for i in range(sample.shape[1])]), "array"
     if isinstance(sample, list) and sample and all(isinstance(r, dict) for r in sample):
         return pd.DataFrame(sample), "dataframe"

@@ -141,6 +141,7 @@ class PredictionLog(LockedFile):
         self.written = 0
         self.last_error: str | None = None
         self._failing = False
+        self._stats_lock = threading.Lock()
         self._fd: int | None = None
         self._salt: bytes | None = None
         self._recent: OrderedDict[str, int] = OrderedDict()
@@ -168,6 +169,7 @@ class PredictionLog(LockedFile):
 
     def _after_fork(self) -> None:
         self._fd = None
+        self._stats_lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -181,20 +183,20 @@ class PredictionLog(LockedFile):
             line = dumps_line(self._prepare(record))  # may create the salt: an OSError too
             with self.locked():
                 self._write(line)
+                self._failing = False
+                self.written += 1
+                self._remember(record["request_id"], len(record.get("inputs") or []))
         except OSError as exc:
-            self.dropped += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            if self._failing:
-                return
-            self._failing = True
-            raise PredictionLogError(
-                f"cannot write the prediction log in {self.directory} ({self.last_error}); "
-                "predictions are being dropped. Make that folder writable or point "
-                "NBDEPLOY_LOG_DIR at a writable folder."
-            ) from exc
-        self._failing = False
-        self.written += 1
-        self._remember(record["request_id"], len(record.get("inputs") or []))
+            with self._stats_lock:
+                self.dropped += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                first, self._failing = not self._failing, True
+            if first:
+                raise PredictionLogError(
+                    f"cannot write the prediction log in {self.directory} ({self.last_error}); "
+                    "predictions are being dropped. Make that folder writable or point "
+                    "NBDEPLOY_LOG_DIR at a writable folder."
+                ) from exc
 
     def _prepare(self, record: dict) -> dict:
         missing = [k for k in ("request_id", "version") if k not in record]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ def build_bento(
     """Build the bento from ``build_dir`` with locking off (no network, nothing installed)."""
     import bentoml
 
+    # bentos.build imports `service` from build_ctx; drop the one a previous build imported
+    for module in ("service", "frames", "integrity", "explainer"):
+        sys.modules.pop(module, None)
     packages = [line for line in requirement_lines(pins) if line.split("==")[0] not in NOT_IN_BENTO]
     bento = bentoml.bentos.build(
         f"service:{CLASS_NAME}",

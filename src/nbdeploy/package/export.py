@@ -169,6 +169,7 @@ class Exported:
     commands: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     ok: bool = True  # False: files are written but a step failed (the notes say which)
+    commands_from: str = "this folder"
 
     def add(self, path: Path, description: str) -> Path:
         """Record a written file and return it."""
@@ -252,20 +253,22 @@ _SECTION = re.compile(
 def write_index(to: Path, target: str, spec: ExportSpec, result: Exported) -> Path:
     """Write or update ``EXPORT.md``: one section per target, others kept as they were."""
     index = to / INDEX_FILE
+    stamp = f"<!-- nbdeploy-export: {spec.bento_tag} v{spec.version} -->"
     sections: dict[str, str] = {}
-    if index.exists():
-        sections = {m["name"]: m["body"] for m in _SECTION.finditer(index.read_text())}
+    if index.exists() and stamp in (text := index.read_text()):  # same export: keep others
+        sections = {m["name"]: m["body"] for m in _SECTION.finditer(text)}
     lines = [f"## {target}", ""]
     lines += ["| file | what it is |", "|---|---|"]
     for path, description in result.files:
         rel = path.relative_to(to) if path.is_relative_to(to) else path
         lines.append(f"| `{rel}` | {description} |")
     if result.commands:
-        lines += ["", "Next, from this folder:", "", "```bash", *result.commands, "```"]
+        lines += ["", f"Next, from {result.commands_from}:", "", "```bash", *result.commands, "```"]
     if result.notes:
         lines += ["", *[f"> {note}" for note in result.notes]]
     sections[target] = "\n".join(lines) + "\n\n"
     head = [
+        stamp,
         f"# Export of `{spec.name}` version {spec.version}",
         "",
         f"Written by nbdeploy from bento `{spec.bento_tag}` (image `{spec.image}`).",
@@ -300,8 +303,6 @@ def dump_yaml(docs: Sequence[dict[str, Any]] | dict[str, Any], header: str = "")
     """Serialise one or several documents (``---`` separated), with an optional comment."""
     if isinstance(docs, dict):
         docs = [docs]
-    text = yaml.dump_all(
-        docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100
-    )
+    text = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
     comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
     return comment + text

@@ -25,9 +25,7 @@ def docker_engine_running(timeout: float = ENGINE_TIMEOUT) -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        done = subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=timeout, check=False
-        )
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -41,10 +39,9 @@ def _bento(tag: str):  # -> bentoml.Bento
     try:
         return bentoml.bentos.get(tag)
     except NotFound:
-        home = os.environ.get("BENTOML_HOME", "~/bentoml")
         raise ExportError(
-            f"Bento {tag!r} is not in the BentoML store ({home}). Deploy the model first, "
-            f"or import its archive with: bentoml import <file>.bento"
+            f"Bento {tag!r} is not in the local BentoML store (`bentoml list` shows what is). "
+            "Deploy the model first, or import its archive with: bentoml import <file>.bento"
         ) from None
 
 
@@ -55,7 +52,7 @@ def export_archive(spec: ExportSpec, to: Path) -> Path:
     _bento(spec.bento_tag)
     archive = to / f"{spec.k8s_name}-v{spec.version}.bento"
     archive.unlink(missing_ok=True)
-    bentoml.bentos.export_bento(spec.bento_tag, str(archive))
+    bentoml.bentos.export_bento(spec.bento_tag, str(archive.resolve()))  # relative: fsspec misreads
     return archive
 
 

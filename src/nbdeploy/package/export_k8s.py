@@ -33,14 +33,13 @@ def labels(spec: ExportSpec, variant: Variant | None = None) -> dict[str, str]:
     return out
 
 
-def container(spec: ExportSpec, variant: Variant, *, port_name: str = "http") -> dict[str, Any]:
+def container(spec: ExportSpec, variant: Variant) -> dict[str, Any]:
     """The bento's container: probes, resources, non-root, API key from a Secret only."""
-    probe_port: int | str = port_name if port_name == "http" else spec.port
     return {
         "name": "bento",
         "image": variant.image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": port_name, "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "env": [
             {
                 "name": API_KEY_ENV,
@@ -50,9 +49,9 @@ def container(spec: ExportSpec, variant: Variant, *, port_name: str = "http") ->
             {"name": "BENTOML_HOME", "value": "/tmp/bentoml"},
         ],
         "resources": spec.resources,
-        "startupProbe": _probe("/livez", probe_port, period=2, failures=30),
-        "readinessProbe": _probe("/readyz", probe_port, period=5, failures=3),
-        "livenessProbe": _probe("/livez", probe_port, period=10, failures=3),
+        "startupProbe": _probe("/livez", "http", period=2, failures=30),
+        "readinessProbe": _probe("/readyz", "http", period=5, failures=3),
+        "livenessProbe": _probe("/livez", "http", period=10, failures=3),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

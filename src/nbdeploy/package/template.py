@@ -63,7 +63,10 @@ def render_row_model(schema: Schema) -> str:
 
 def _predict_expr(info: ModelInfo) -> str:
     if info.framework == "xgboost":
-        return "self.model.predict(xgb.DMatrix(X, enable_categorical=True)) if self.is_booster else self.model.predict(X)"
+        return (
+            "self.model.predict(xgb.DMatrix(X, enable_categorical=True)) if self.is_booster "
+            "else self.model.predict(X)"
+        )
     if info.framework == "pyfunc":
         return 'self.model.predict(X) if hasattr(self.model, "predict") else self.model(X)'
     return "self.model.predict(X)"
@@ -204,7 +207,9 @@ class {class_name}:
             y = {predict_expr}
         except Exception as exc:  # the model's own error: say what, never a traceback
             log.warning("model.predict failed: %r", exc)
-            raise UnprocessableEntity(f"the model could not predict these rows: {{type(exc).__name__}}: {{exc}}") from None
+            raise UnprocessableEntity(
+                f"the model could not predict these rows: {{type(exc).__name__}}: {{exc}}"
+            ) from None
         return frames.to_json(y)
 '''
 
@@ -219,7 +224,9 @@ PROBA = '''
             proba = self.model.predict_proba(X)
         except Exception as exc:
             log.warning("model.predict_proba failed: %r", exc)
-            raise UnprocessableEntity(f"the model could not score these rows: {type(exc).__name__}: {exc}") from None
+            raise UnprocessableEntity(
+                f"the model could not score these rows: {type(exc).__name__}: {exc}"
+            ) from None
         return frames.proba_records(proba, CLASSES)
 '''
 

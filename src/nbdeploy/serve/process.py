@@ -65,6 +65,13 @@ def bentoml_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bentoml"]
 
 
+def bentoml_home() -> str:
+    """The BentoML store this process uses, so a child server reads the same one."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.bentoml_home.get())
+
+
 def log_path(name: str, version: int) -> Path:
     """Where a version's server writes its output."""
     return config.logs_dir() / f"{name}-v{version}.log"
@@ -86,7 +93,7 @@ def start_server(
     if port_in_use(port, host):
         raise ServeError(f"port {port} on {host} is already in use; pick another with port=... or --port.")
     cmd = [*bentoml_command(), "serve", bento_tag, "--host", host, "--port", str(port), *(extra_args or [])]
-    child_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(env or {})}
+    child_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": bentoml_home(), **(env or {})}
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
@@ -125,7 +132,9 @@ def wait_ready(
         if on_wait:
             on_wait(time.monotonic() - start)
         time.sleep(0.1)
-    raise ServeError(f"the model server at {url} was not ready after {timeout:.0f} s; see its log: {log_file}")
+    raise ServeError(
+        f"the model server at {url} was not ready after {timeout:.0f} s; see its log: {log_file}"
+    )
 
 
 def probe(url: str, timeout: float = 1.0) -> bool:

@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbdeploy.validate.requirements import (
+    Requirement,
+    Requirements,
+    check,
+    parse_requirements,
+)
 from nbdeploy.validate.runner import RunResult, run_notebook
 
 __all__ = [
@@ -107,11 +113,12 @@ class BatchResult:
     out_dir: str
     grid_keys: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    unmet: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every run passed (an empty batch is not ok)."""
-        return bool(self.results) and all(r.ok for r in self.results)
+        """True when every run passed and every requirement was met (an empty batch is not)."""
+        return bool(self.results) and all(r.ok for r in self.results) and not self.unmet
 
     @property
     def counts(self) -> dict[str, int]:
@@ -155,6 +162,7 @@ class BatchResult:
             f"{len(self.results)} runs: {c['passed']} passed, {c['failed']} failed, "
             f"{c['error']} errors in {self.duration_s:.1f}s"
         )
+        lines.extend(f"requirement not met: {why}" for why in self.unmet)
         return "\n".join(lines)
 
 
@@ -176,7 +184,9 @@ def _stderr_progress(done: int, total: int, result: RunResult) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _output_names(notebooks: list[Path], combos: list[dict[str, Any]], keys: list[str]) -> list[str]:
+def _output_names(
+    notebooks: list[Path], combos: list[dict[str, Any]], keys: list[str]
+) -> list[str]:
     """A distinct, readable output file name per (notebook, combination)."""
     names: list[str] = []
     seen: set[str] = set()
@@ -193,6 +203,15 @@ def _output_names(notebooks: list[Path], combos: list[dict[str, Any]], keys: lis
     return names
 
 
+def _apply(result: RunResult, requirements: list[Requirement]) -> None:
+    """Fail a passed run whose recorded metrics miss a requirement on them."""
+    mine = [req for req in requirements if req.metric in result.metrics]
+    unmet = check(result.metrics, mine) if result.ok and mine else []
+    if unmet:
+        result.status = "failed"
+        result.reason = "requirement not met: " + "; ".join(unmet)
+
+
 def run_batch(
     notebooks: Iterable[str | Path],
     *,
@@ -204,8 +223,14 @@ def run_batch(
     progress: Progress | bool = True,
     kernel_name: str | None = None,
     required: Iterable[str] = (),
+    require: Requirements = (),
 ) -> BatchResult:
-    """Run every notebook with every grid combination, ``parallel`` kernels at a time."""
+    """Run every notebook with every grid combination, ``parallel`` kernels at a time.
+
+    ``require`` (e.g. ``["auc>=0.95"]``) applies to each run that recorded the metric; a
+    metric no run recorded at all is listed in ``BatchResult.unmet``.
+    """
+    requirements = parse_requirements(require)
     started = time.perf_counter()
     notebooks = [Path(nb) for nb in notebooks]
     grid = dict(grid or {})
@@ -232,6 +257,7 @@ def run_batch(
             kernel_name=kernel_name,
             required=required,
         )
+        _apply(result, requirements)
         with lock:
             finished += 1
             if report is not None:
@@ -240,4 +266,9 @@ def run_batch(
 
     with ThreadPoolExecutor(max_workers=min(parallel, max(len(jobs), 1))) as pool:
         results = list(pool.map(one, range(len(jobs))))
-    return BatchResult(results, str(out), list(grid), round(time.perf_counter() - started, 3))
+    recorded: dict[str, Any] = {}
+    for r in results:
+        recorded.update(r.metrics)
+    unmet = check(recorded, [q for q in requirements if q.metric not in recorded])
+    duration = round(time.perf_counter() - started, 3)
+    return BatchResult(results, str(out), list(grid), duration, unmet)

@@ -61,11 +61,9 @@ def record(name: str, value: float | int | str | bool) -> None:
     """Record one metric of a validation run; nbdeploy reads it back from the executed notebook."""
     value = _checked(name, value)
     text = _text(name, value)
-    try:
-        from IPython.core.interactiveshell import InteractiveShell
-    except ImportError:  # pragma: no cover - IPython is a dependency of ipykernel
-        InteractiveShell = None  # noqa: N806
-    if InteractiveShell is not None and InteractiveShell.initialized():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if InteractiveShell.initialized():
         from IPython.display import display
 
         display({MIMETYPE: {name: value}, "text/plain": text}, raw=True)

@@ -79,13 +79,16 @@ def parse_requirement(spec: str, metric: str | None = None) -> Requirement:
     return Requirement(match["metric"], match["op"], _value(match["value"]))
 
 
-def parse_requirements(require: Mapping[str, str] | Iterable[str]) -> list[Requirement]:
+Requirements = Mapping[str, str] | Iterable[str | Requirement]
+
+
+def parse_requirements(require: Requirements) -> list[Requirement]:
     """A dict ``{"auc": ">=0.95"}`` or strings ``["auc>=0.95"]`` as Requirement objects."""
     if isinstance(require, Mapping):
         return [parse_requirement(str(spec), metric) for metric, spec in require.items()]
     if isinstance(require, str):
         return [parse_requirement(require)]
-    return [parse_requirement(spec) for spec in require]
+    return [r if isinstance(r, Requirement) else parse_requirement(r) for r in require]
 
 
 def _is_number(value: Any) -> bool:
@@ -111,7 +114,7 @@ def _holds(actual: Any, req: Requirement) -> str | None:
     return f"{req.metric} = {actual:g}, required {req.op} {wanted:g}"
 
 
-def check(metrics: Mapping[str, Any], require: Mapping[str, str] | Iterable[str]) -> list[str]:
+def check(metrics: Mapping[str, Any], require: Requirements) -> list[str]:
     """One human reason per requirement the metrics fail (empty list: all met)."""
     reasons = []
     for req in parse_requirements(require):

@@ -77,6 +77,7 @@ class _QuietRepeats(logging.Filter):
         "Timeout waiting for execute reply",
         "Kernel died while waiting",
         "Interrupting kernel",
+        "coro=<NotebookClient.",  # a poll task left pending by a cell timeout, at exit
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -85,6 +86,7 @@ class _QuietRepeats(logging.Filter):
 
 
 logging.getLogger("papermill").addFilter(_QuietRepeats())
+logging.getLogger("asyncio").addFilter(_QuietRepeats())
 
 
 class _Engine(NBClientEngine):
@@ -185,7 +187,8 @@ def _kernel_warning(nb: nbformat.NotebookNode, kernel_name: str | None) -> str |
     except (NoSuchKernel, OSError, ValueError):
         return None  # reported by the run itself
     exe = spec.argv[0] if spec.argv else ""
-    if spec.language.lower() != "python" or exe in ("python", "python3", f"python3.{sys.version_info[1]}"):
+    same_interpreter = ("python", "python3", f"python3.{sys.version_info[1]}")
+    if spec.language.lower() != "python" or exe in same_interpreter:
         return None  # jupyter_client starts these with this very interpreter
     if Path(os.path.abspath(exe)).parent == Path(os.path.abspath(sys.executable)).parent:
         return None
@@ -301,6 +304,7 @@ def run_notebook(
             kernel_manager_class=_kernel_manager(log_path),
         )
     except PapermillExecutionError as exc:
+        log_path.unlink(missing_ok=True)  # the error is in the notebook itself
         index = source_index(exc.cell_index)
         reason = f"{exc.ename}: {_shorten(exc.evalue)}" if exc.evalue else exc.ename
         return done("failed", f"{reason} (cell {index}: {_first_line(exc.source)})", index)
@@ -313,6 +317,7 @@ def run_notebook(
         if raw is not None and executed is not None:
             where = f" (cell {index}: {_first_line(executed.cells[raw].source)})"
         if isinstance(exc, CellTimeoutError):
+            log_path.unlink(missing_ok=True)
             limit = f"{timeout:g} s" if timeout else "the time limit"
             reason = f"cell timed out after {limit}{where}: make it faster or raise --timeout"
         else:
@@ -334,4 +339,5 @@ def run_notebook(
             _write(nb, output_path)
         why = f"{type(exc).__name__}: {_shorten(str(exc))}"
         return done("error", f"could not run {path.name}: {why}")
+    log_path.unlink(missing_ok=True)  # kept only when the kernel died or would not start
     return done("passed", None)

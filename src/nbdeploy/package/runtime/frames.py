@@ -66,4 +66,4 @@ def proba_records(proba: Any, classes: list[Any]) -> list[dict[str, float]]:
     arr = np.asarray(proba, dtype=float)
     if arr.ndim == 1:  # binary boosters give P(class 1) only
         arr = np.column_stack([1.0 - arr, arr])
-    return [{str(c): float(p) for c, p in zip(classes, row)} for row in arr]
+    return [{str(c): float(p) for c, p in zip(classes, row, strict=False)} for row in arr]

@@ -1,0 +1,484 @@
+"""Export targets: a real bento archive and build context, manifests checked offline.
+
+Nothing here needs a Docker engine or a cluster: Kubernetes manifests go through
+kubernetes-validate --strict (schemas shipped in the package), the InferenceService through
+nbdeploy's schema, and the docker target is exercised up to the point an engine is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from nbdeploy.package import export as export_mod
+from nbdeploy.package.export import (
+    Exported,
+    ExportError,
+    ExportSpec,
+    available_targets,
+    dns_name,
+    export,
+    register_target,
+)
+from nbdeploy.package.export_docker import docker_engine_running
+from nbdeploy.package.export_k8s import replica_split
+from nbdeploy.package.export_kserve import schema
+
+K8S_VERSION = "1.30.0"  # shipped by kubernetes-validate 1.37 (1.25 .. 1.37 available)
+PLANTED = "sk-test-PLANTED-4f1d9c"
+VENV_BIN = Path(sys.executable).parent
+
+
+def spec(**kw) -> ExportSpec:
+    """A spec like the registry would fill for iris v3."""
+    base = dict(name="Iris_Clf", version=3, bento_tag="iris_clf:abc123")
+    return ExportSpec(**{**base, **kw})
+
+
+def split_spec(**kw) -> ExportSpec:
+    """90/10 between v3 and v4, with v5 as shadow."""
+    return spec(
+        version=4,
+        bento_tag="iris_clf:new444",
+        traffic=[(3, "iris_clf:abc123", "", 90), (4, "iris_clf:new444", "", 10)],
+        shadow=(5, "iris_clf:shadow5", ""),
+        **kw,
+    )
+
+
+def docs(folder: Path) -> dict[str, dict]:
+    """Every manifest under ``folder`` (except kustomization) by file name."""
+    out = {}
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            (out[path.name],) = list(yaml.safe_load_all(path.read_text()))
+    return out
+
+
+def by_kind(manifests: dict[str, dict], kind: str) -> list[dict]:
+    return [m for m in manifests.values() if m["kind"] == kind]
+
+
+# ---------------------------------------------------------------- the spec and the front
+
+
+def test_spec_defaults_and_names() -> None:
+    s = spec()
+    assert s.image == "iris_clf:3"
+    assert s.k8s_name == "iris-clf"
+    assert s.api_key_secret == "iris-clf-api-key"
+    assert s.live[0].weight == 100 and s.live[0].image == "iris_clf:3"
+    assert spec(image="ghcr.io/acme/iris:3").image == "ghcr.io/acme/iris:3"
+    assert dns_name("3D Model__v2!") == "m-3d-model-v2"
+    assert dns_name("x" * 80, max_len=40) == "x" * 40
+    assert spec(name="a" * 80).k8s_name == "a" * 40
+
+
+def test_spec_rejects_what_a_cluster_would() -> None:
+    with pytest.raises(ExportError, match="add up to 100"):
+        spec(traffic=[(3, "iris_clf:a", "", 60), (4, "iris_clf:b", "", 30)])
+    with pytest.raises(ExportError, match="min_replicas"):
+        spec(min_replicas=6, max_replicas=5)
+    with pytest.raises(ExportError, match="name:version"):
+        spec(bento_tag="iris_clf")
+    with pytest.raises(ExportError, match="twice"):
+        spec(traffic=[(3, "iris_clf:a", "", 50), (3, "iris_clf:a", "", 50)])
+
+
+def test_unknown_target_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ExportError) as info:
+        export(spec(), tmp_path, "helm")
+    message = str(info.value)
+    for name in ("docker", "k8s", "kserve", "github-actions"):
+        assert name in message
+    assert not (tmp_path / "EXPORT.md").exists()
+
+
+def test_a_new_target_is_one_registration(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(export_mod, "_REGISTERED", {})
+
+    def exporter(s: ExportSpec, to: Path) -> Exported:
+        out = Exported()
+        (to / "hello.txt").write_text(s.image)
+        out.add(to / "hello.txt", "a greeting")
+        out.commands.append("cat hello.txt")
+        return out
+
+    register_target("hello", exporter)
+    assert "hello" in available_targets()
+    paths = export(spec(), tmp_path, "hello", echo=None)
+    assert paths == [tmp_path / "hello.txt", tmp_path / "EXPORT.md"]
+    index = (tmp_path / "EXPORT.md").read_text()
+    assert "`hello.txt` | a greeting" in index and "cat hello.txt" in index
+
+
+def test_index_keeps_other_targets_of_the_same_export_only(tmp_path: Path) -> None:
+    export(spec(), tmp_path, "k8s", echo=None)
+    export(spec(), tmp_path, "kserve", echo=None)
+    index = (tmp_path / "EXPORT.md").read_text()
+    assert "## k8s" in index and "## kserve" in index
+    assert "kubectl apply -k k8s/" in index
+    export(spec(version=4, bento_tag="iris_clf:v4"), tmp_path, "kserve", echo=None)
+    index = (tmp_path / "EXPORT.md").read_text()
+    assert "## kserve" in index and "## k8s" not in index  # stale section dropped
+
+
+# ---------------------------------------------------------------- kubernetes
+
+
+def test_replica_split() -> None:
+    assert replica_split([100], 2) == [2]
+    assert replica_split([50, 50], 2) == [1, 1]
+    assert replica_split([90, 10], 2) == [9, 1]
+    assert replica_split([75, 25], 2) == [3, 1]
+    assert replica_split([95, 5], 2) == [9, 1]  # exact needs 20 pods: closest at 10
+    assert replica_split([34, 33, 33], 2) == [4, 3, 3]
+
+
+def test_k8s_single_version_passes_strict_validation(tmp_path: Path) -> None:
+    paths = export(spec(), tmp_path, "k8s", echo=None)
+    folder = tmp_path / "k8s"
+    manifests = docs(folder)
+    assert {m["kind"] for m in manifests.values()} == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    for body in manifests.values():
+        kubernetes_validate.validate(body, K8S_VERSION, strict=True)
+    # the real command line too, on every file at once
+    files = [str(folder / name) for name in manifests]
+    done = subprocess.run(
+        [str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("passed") == len(files)
+
+    (dep,) = by_kind(manifests, "Deployment")
+    assert dep["metadata"]["name"] == "iris-clf"
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert "replicas" not in dep["spec"]  # the HPA owns the count
+    pod = dep["spec"]["template"]["spec"]
+    (main,) = pod["containers"]
+    assert main["image"] == "iris_clf:3"
+    assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert main["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert main["resources"]["limits"]["memory"] == "1Gi"
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert (
+        pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    )
+    assert {"name": "tmp", "mountPath": "/tmp"} in main["volumeMounts"]
+    assert pod["terminationGracePeriodSeconds"] >= 10
+    (key_env,) = [e for e in main["env"] if e["name"] == "NBDEPLOY_API_KEY"]
+    assert key_env == {
+        "name": "NBDEPLOY_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "iris-clf-api-key", "key": "NBDEPLOY_API_KEY"}},
+    }
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "iris-clf"
+    assert labels["app.kubernetes.io/version"] == "3"
+    assert labels["app.kubernetes.io/managed-by"] == "nbdeploy"
+    (svc,) = by_kind(manifests, "Service")
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == "http"
+    assert main["ports"][0] == {"name": "http", "containerPort": 3000, "protocol": "TCP"}
+    assert all(labels[k] == v for k, v in svc["spec"]["selector"].items())
+    (hpa,) = by_kind(manifests, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    (pdb,) = by_kind(manifests, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert all(labels[k] == v for k, v in pdb["spec"]["selector"]["matchLabels"].items())
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(manifests)
+    assert folder / "README.md" in paths and tmp_path / "EXPORT.md" in paths
+
+
+def test_k8s_split_and_shadow(tmp_path: Path) -> None:
+    export(split_spec(), tmp_path, "k8s", echo=None)
+    manifests = docs(tmp_path / "k8s")
+    for body in manifests.values():
+        kubernetes_validate.validate(body, K8S_VERSION, strict=True)
+    deps = {d["metadata"]["name"]: d for d in by_kind(manifests, "Deployment")}
+    assert set(deps) == {"iris-clf", "iris-clf-v4", "iris-clf-v5-shadow"}
+    version = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deps.items()}
+    assert version["iris-clf"]["app.kubernetes.io/version"] == "3"
+    assert version["iris-clf-v4"]["app.kubernetes.io/version"] == "4"
+    hpas = {
+        h["metadata"]["name"]: h["spec"]["minReplicas"]
+        for h in by_kind(manifests, "HorizontalPodAutoscaler")
+    }
+    assert hpas == {"iris-clf": 9, "iris-clf-v4": 1}  # 90/10 by replicas; no HPA for the shadow
+    assert deps["iris-clf-v5-shadow"]["spec"]["replicas"] == 1
+    main = manifests["service.yaml"]["spec"]["selector"]
+    selected = {n for n, lab in version.items() if all(lab.get(k) == v for k, v in main.items())}
+    assert selected == {
+        "iris-clf",
+        "iris-clf-v4",
+    }  # both versions share the Service, not the shadow
+    shadow_sel = manifests["service-shadow.yaml"]["spec"]["selector"]
+    assert {
+        n for n, lab in version.items() if all(lab.get(k) == v for k, v in shadow_sel.items())
+    } == {"iris-clf-v5-shadow"}
+    readme = (tmp_path / "k8s" / "README.md").read_text()
+    assert "cannot weigh traffic" in readme and "cannot copy requests" in readme
+    assert "| 3 | `iris-clf` | 90 % | 9-" in readme
+
+
+def test_no_secret_value_is_ever_written(tmp_path: Path, monkeypatch, tiny_bento: str) -> None:
+    monkeypatch.setenv("NBDEPLOY_API_KEY", PLANTED)
+    s = spec(bento_tag=tiny_bento, validation_notebooks=["nb/check.ipynb"], build_image=False)
+    for target in ("docker", "k8s", "kserve", "github-actions"):
+        export(s, tmp_path, target, echo=None)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 10
+    leaks = [p for p in written if PLANTED.encode() in p.read_bytes()]
+    assert leaks == []
+    assert any(b"secretKeyRef" in p.read_bytes() for p in written)
+
+
+# ---------------------------------------------------------------- kserve
+
+
+def test_kserve_canary_from_the_local_split(tmp_path: Path) -> None:
+    messages: list[str] = []
+    export(split_spec(), tmp_path, "kserve", echo=messages.append)
+    validator = jsonschema.Draft202012Validator(schema())
+    canary = yaml.safe_load((tmp_path / "kserve" / "inferenceservice.yaml").read_text())
+    stable = yaml.safe_load((tmp_path / "kserve" / "inferenceservice-stable.yaml").read_text())
+    for body in (canary, stable):
+        validator.validate(body)
+        assert body["apiVersion"] == "serving.kserve.io/v1beta1"
+        assert body["metadata"]["name"] == "iris-clf"
+    predictor = canary["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 5)
+    (box,) = predictor["containers"]
+    assert box["image"] == "iris_clf:4" and box["ports"][0]["containerPort"] == 3000
+    assert box["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert box["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "iris-clf-api-key"
+    assert "canaryTrafficPercent" not in stable["spec"]["predictor"]
+    assert stable["spec"]["predictor"]["containers"][0]["image"] == "iris_clf:3"
+    assert any("shadow" in m for m in messages)
+
+
+def test_kserve_single_version_has_no_canary(tmp_path: Path) -> None:
+    export(spec(), tmp_path, "kserve", echo=None)
+    body = yaml.safe_load((tmp_path / "kserve" / "inferenceservice.yaml").read_text())
+    jsonschema.Draft202012Validator(schema()).validate(body)
+    assert "canaryTrafficPercent" not in body["spec"]["predictor"]
+    assert not (tmp_path / "kserve" / "inferenceservice-stable.yaml").exists()
+
+
+def test_kserve_schema_rejects_mistakes(tmp_path: Path) -> None:
+    export(split_spec(), tmp_path, "kserve", echo=None)
+    good = yaml.safe_load((tmp_path / "kserve" / "inferenceservice.yaml").read_text())
+    validator = jsonschema.Draft202012Validator(schema())
+
+    def broken(edit) -> dict:
+        body = json.loads(json.dumps(good))
+        edit(body)
+        return body
+
+    bad = [
+        broken(lambda b: b["spec"]["predictor"].update(canaryTrafficPercent=150)),
+        broken(lambda b: b["spec"]["predictor"].update(canaryTrafficPrecent=10)),
+        broken(lambda b: b["spec"]["predictor"]["containers"][0].pop("image")),
+        broken(lambda b: b["spec"]["predictor"].pop("containers")),
+        broken(lambda b: b.update(apiVersion="serving.kserve.io/v1alpha1")),
+        broken(lambda b: b["metadata"].update(name="Iris_Clf")),
+        broken(lambda b: b["spec"]["predictor"]["containers"][0]["env"][0].update(value="x")),
+    ]
+    for body in bad:
+        assert not validator.is_valid(body)
+
+
+def test_kserve_refuses_a_three_way_split(tmp_path: Path) -> None:
+    s = spec(traffic=[(1, "m:a", "", 40), (2, "m:b", "", 30), (3, "m:c", "", 30)])
+    with pytest.raises(ExportError, match="two revisions"):
+        export(s, tmp_path, "kserve")
+
+
+# ---------------------------------------------------------------- github actions
+
+
+def test_github_actions_gate_then_build(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = spec(
+        validation_notebooks=[str(tmp_path / "notebooks" / "check.ipynb"), "notebooks/fair.ipynb"],
+        requirements=["scikit-learn==1.5.2", "pandas==2.2.3"],
+        python_version="3.11",
+    )
+    (path, _) = export(s, Path("deploy"), "github-actions", echo=None)
+    assert path == Path("deploy/.github/workflows/deploy-iris-clf.yml")
+    flow = yaml.safe_load(path.read_text())
+    assert set(flow["on"]) == {"workflow_dispatch", "push"}
+    validate, build = flow["jobs"]["validate"], flow["jobs"]["build"]
+    assert "needs" not in validate and build["needs"] == "validate"
+    for job in (validate, build):
+        steps = job["steps"]
+        assert steps[0]["uses"].startswith("actions/checkout@")
+        assert steps[1]["with"]["python-version"] == "3.11"
+        install = steps[2]["run"]
+        for pin in ("scikit-learn==1.5.2", "pandas==2.2.3", "bentoml==", "nbdeploy=="):
+            assert pin in install
+    gate = validate["steps"][-1]["run"]
+    assert gate == (
+        "nbdeploy validate notebooks/check.ipynb notebooks/fair.ipynb --model Iris_Clf:3"
+    )
+    runs = [step.get("run", "") for step in build["steps"]]
+    assert any(r.startswith("bentoml containerize iris_clf:abc123") for r in runs)
+    assert not any("nbdeploy validate" in r for r in runs)
+    assert flow["env"]["BENTO_ARCHIVE"] == "deploy/iris-clf-v3.bento"
+
+
+def test_github_actions_needs_a_notebook(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="validation notebook"):
+        export(spec(), tmp_path, "github-actions")
+
+
+# ---------------------------------------------------------------- docker (a real bento)
+
+SERVICE = """
+import bentoml
+import numpy as np
+
+
+@bentoml.service
+class Tiny:
+    model_ref = bentoml.models.BentoModel("{model}")
+
+    def __init__(self) -> None:
+        self.model = bentoml.sklearn.load_model(self.model_ref)
+
+    @bentoml.api
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x)
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_bento(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real bento in the (temporary) BentoML store: a logistic regression on 2 features."""
+    import bentoml
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml-home")))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "true")
+        rng = np.random.default_rng(0)
+        x = rng.random((40, 2))
+        model = LogisticRegression().fit(x, (x[:, 0] > 0.5).astype(int))
+        saved = bentoml.sklearn.save_model("tiny_clf", model)
+        ctx = tmp_path_factory.mktemp("bento-src")
+        (ctx / "service.py").write_text(SERVICE.format(model=saved.tag))
+        bento = bentoml.bentos.build(
+            "service:Tiny",
+            name="tiny_clf",
+            build_ctx=str(ctx),
+            python={"lock_packages": False, "packages": ["scikit-learn", "numpy"]},
+        )
+    return str(bento.tag)
+
+
+def test_docker_archive_and_context(tmp_path: Path, tiny_bento: str) -> None:
+    s = spec(name="tiny", version=1, bento_tag=tiny_bento, build_image=False)
+    messages: list[str] = []
+    paths = export(s, tmp_path, "docker", echo=messages.append)
+    archive = tmp_path / "tiny-v1.bento"
+    assert archive in paths and archive.stat().st_size > 1000
+    dockerfile = tmp_path / "docker" / "Dockerfile"
+    text = dockerfile.read_text()
+    assert "EXPOSE 3000" in text and "ENTRYPOINT" in text and "USER bentoml" in text
+    assert (tmp_path / "docker" / "env" / "docker" / "entrypoint.sh").exists()
+    assert (tmp_path / "docker" / "src" / "service.py").exists()
+    assert list((tmp_path / "docker" / "models" / "tiny_clf").glob("*/saved_model.pkl"))
+    build_sh = tmp_path / "build.sh"
+    assert os.access(build_sh, os.X_OK)
+    assert subprocess.run(["bash", "-n", str(build_sh)], check=False).returncode == 0
+    assert 'docker build -t "$IMAGE" docker/' in build_sh.read_text()
+    assert f"bentoml containerize {tiny_bento} -t tiny_clf:1" in (tmp_path / "BUILD.md").read_text()
+    assert messages == [
+        f"Build context ready at {tmp_path / 'docker'}; image not built (as asked)."
+    ]
+
+    # the archive is self-contained: a fresh BentoML home gets the bento *and* its model
+    fresh = tmp_path / "fresh-home"
+    code = textwrap.dedent(
+        f"""
+        import bentoml
+        bento = bentoml.bentos.import_bento({str(archive)!r})
+        print(bento.tag)
+        for model in bento.info.all_models:
+            print(bentoml.models.get(model.tag).tag)
+        """
+    )
+    env = {**os.environ, "BENTOML_HOME": str(fresh), "BENTOML_DO_NOT_TRACK": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.split()
+    assert lines[0] == tiny_bento and lines[1].startswith("tiny_clf:")
+    assert list((fresh / "models" / "tiny_clf").glob("*/saved_model.pkl"))
+
+
+def test_docker_without_engine_says_what_to_do(
+    tmp_path: Path, tiny_bento: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    monkeypatch.chdir(tmp_path)  # and a relative export folder, as a CLI user would give
+    assert docker_engine_running() is False
+    messages: list[str] = []
+    s = spec(name="tiny", version=1, bento_tag=tiny_bento)
+    export(s, Path("out"), "docker", echo=messages.append)
+    (note,) = messages
+    assert note.startswith("No Docker engine is running here; the build context is ready at ")
+    assert "out/docker" in note and "./build.sh" in note and "docker build" in note
+    assert "Traceback" not in note
+    assert (tmp_path / "out" / "tiny-v1.bento").is_file()
+    assert (tmp_path / "out" / "docker" / "Dockerfile").is_file()
+    assert "No Docker engine" in (tmp_path / "out" / "EXPORT.md").read_text()
+
+
+def test_docker_on_this_machine(tmp_path: Path, tiny_bento: str) -> None:
+    """The machine's own engine state: here there is none, so only the message is checked."""
+    if docker_engine_running():
+        pytest.skip("a Docker engine answers here: the no-engine branch cannot be observed")
+    messages: list[str] = []
+    export(
+        spec(name="tiny", version=1, bento_tag=tiny_bento), tmp_path, "docker", echo=messages.append
+    )
+    assert messages[0].startswith("No Docker engine is running here")
+
+
+def test_docker_build_with_an_engine(tmp_path: Path, tiny_bento: str) -> None:
+    if not docker_engine_running():
+        pytest.skip("no Docker engine answers `docker info` on this machine")
+    messages: list[str] = []
+    export(
+        spec(name="tiny", version=1, bento_tag=tiny_bento), tmp_path, "docker", echo=messages.append
+    )
+    assert messages[0].startswith("Built image tiny_clf:1")
+
+
+def test_docker_missing_bento_is_a_clear_error(tmp_path: Path, tiny_bento: str) -> None:
+    with pytest.raises(ExportError, match="not in the local BentoML store"):
+        export(spec(bento_tag="nope:0000"), tmp_path, "docker")
