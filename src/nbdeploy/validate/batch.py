@@ -264,8 +264,13 @@ def run_batch(
                 report(finished, len(jobs), result)
         return result
 
-    with ThreadPoolExecutor(max_workers=min(parallel, max(len(jobs), 1))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(parallel, max(len(jobs), 1)))
+    try:
         results = list(pool.map(one, range(len(jobs))))
+    except BaseException:  # Ctrl-C: start nothing new; running kernels end at their timeout
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     recorded: dict[str, Any] = {}
     for r in results:
         recorded.update(r.metrics)

@@ -1,0 +1,1 @@
+"""Notebook front door: the %deploy magic and the ipywidgets deployment panel."""
