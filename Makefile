@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m nbdeploy.demo
+	NBDEPLOY_HOME=$(CURDIR)/.nbdeploy-demo BENTOML_HOME=$(CURDIR)/.nbdeploy-demo/bentoml $(BIN)/python -m nbdeploy.demo
 
 # Debian's chromium for the real-browser tests (npx playwright install cannot work here).
 ui-deps:

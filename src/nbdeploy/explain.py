@@ -16,6 +16,7 @@ from nbdeploy.package.runtime.explainer import Explainer, Progress, make_explain
 
 __all__ = ["Explanation", "explain"]
 
+_NUM = " style='text-align:right'"
 _SPACE_LABELS = {
     "probability": "probability",
     "log_odds": "log-odds",
@@ -114,23 +115,25 @@ class Explanation:
             head = "<tr><th>feature</th><th>value</th><th>contribution</th></tr>"
             body = "".join(
                 f"<tr><td>{html.escape(str(c))}</td>"
-                f"<td>{html.escape(plots._short(self.data.iloc[0][c]))}</td>"
-                f"<td>{contrib[c]:+.4g}</td></tr>" for c in order)
+                f"<td{_NUM}>{html.escape(plots.short_value(self.data.iloc[0][c]))}</td>"
+                f"<td{_NUM}>{contrib[c]:+.4g}</td></tr>" for c in order)
             fig = self.plot_waterfall(0)
         else:
             mean = self.values.mean()
             order = self.importance().index[:10]
             head = "<tr><th>feature</th><th>mean |contribution|</th><th>mean contribution</th></tr>"
             body = "".join(
-                f"<tr><td>{html.escape(str(c))}</td><td>{self.values[c].abs().mean():.4g}</td>"
-                f"<td>{mean[c]:+.4g}</td></tr>" for c in order)
+                f"<tr><td>{html.escape(str(c))}</td><td{_NUM}>{self.values[c].abs().mean():.4g}</td>"
+                f"<td{_NUM}>{mean[c]:+.4g}</td></tr>" for c in order)
             fig = self.plot_bar()
         png = base64.b64encode(self.to_png(fig)).decode("ascii")
         more = self.values.shape[1] - len(order)
         note = f"<p><small>…and {more} more column(s)</small></p>" if more > 0 else ""
-        summary = (f"<b>SHAP explanation</b> of {len(self)} row(s): {self._subtitle()}; "
-                   f"base {np.mean(self.base_values):.4g}")
-        return (f"<div class='nbdeploy-explanation'><p>{html.escape(summary, quote=False)}</p>"
+        summary = f"of {len(self)} row(s): {self._subtitle()}; base {np.mean(self.base_values):.4g}"
+        if one:
+            summary += f", output {self.outputs[0]:.4g}"
+        return (f"<div class='nbdeploy-explanation'><p><b>SHAP explanation</b> "
+                f"{html.escape(summary)}</p>"
                 f"<div style='display:flex;gap:1em;align-items:flex-start;flex-wrap:wrap'>"
                 f"<div><table>{head}{body}</table>{note}</div>"
                 f"<img alt='SHAP plot' style='max-width:640px' src='data:image/png;base64,{png}'>"

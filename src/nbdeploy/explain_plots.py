@@ -50,7 +50,7 @@ def _others(count: int) -> str:
     return f"{count} other feature{'s' if count > 1 else ''}"
 
 
-def _short(value: object) -> str:
+def short_value(value: object) -> str:
     """A feature value as a short label."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "missing"
@@ -151,7 +151,7 @@ def waterfall(contributions: pd.Series, row: pd.Series, base: float, output: flo
               top: int = 10, title: str = "", xlabel: str = "") -> PlotFigure:
     """How one row goes from the base value to its output, one feature at a time."""
     shown, rest = rank(contributions.abs().to_numpy(), top)
-    steps = [(f"{contributions.index[i]} = {_short(row.iloc[i])}", float(contributions.iloc[i]))
+    steps = [(f"{contributions.index[i]} = {short_value(row.iloc[i])}", float(contributions.iloc[i]))
              for i in shown]
     if rest:
         steps.append((_others(len(rest)), float(contributions.iloc[rest].sum())))

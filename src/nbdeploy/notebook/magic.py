@@ -60,7 +60,8 @@ class DeployMagics(Magics):
     @magic_arguments()
     @argument("model", help="Name of the variable holding the fitted model (or a function).")
     @argument("--name", "-n", help="Deployment name (default: the variable name, e.g. my-model).")
-    @argument("--sample", "-s", help="Variable holding sample input rows (DataFrame/array): gives the schema.")
+    @argument("--sample", "-s",
+              help="Variable holding sample input rows (DataFrame/array): gives the schema.")
     @argument("--validate", nargs="+", metavar="NOTEBOOK", help="Validation notebooks gating the deploy.")
     @argument("-p", "--param", action="append", metavar="KEY=VALUE", help="Parameter for the notebooks.")
     @argument("--require", action="append", metavar="METRIC>=VALUE", help="Metric the notebooks must meet.")

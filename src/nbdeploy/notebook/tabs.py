@@ -155,11 +155,11 @@ class ExplainTab:
 
             model, reference = api.load_model(ref)
             result = ex.explain(model, reference.head(rows), background=reference, progress=False)
-            self.bar.value = ex.to_png(result.plot_bar())
-            self.beeswarm.value = ex.to_png(result.plot_beeswarm())
-            self.waterfall.value = ex.to_png(result.plot_waterfall(0))
+            self.bar.value = result.to_png(result.plot_bar())
+            self.beeswarm.value = result.to_png(result.plot_beeswarm())
+            self.waterfall.value = result.to_png(result.plot_waterfall(0))
             n = len(reference.head(rows))
-            self.note.value = f"<i>{n} reference rows, {result.explainer_kind} explainer</i>"
+            self.note.value = f"<i>{n} reference rows, {result.explainer} explainer</i>"
         except Exception as exc:
             self.note.value = _error(f"Could not explain: {exc}")
 
