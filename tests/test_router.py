@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -53,6 +54,23 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def kill_server(pid: int) -> None:
+    """SIGKILL a `bentoml serve` process and its workers (they run in sessions of their own)."""
+    family, parents = [pid], {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for member in family:
+        family.extend(parents.get(member, []))
+    for member in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+    wait_until(lambda: not any(process.alive(m) for m in family), what=f"death of {family}")
 
 
 def _stop_everything() -> None:
@@ -237,9 +255,7 @@ def test_shadow_sees_the_same_requests_and_never_changes_answers(ctx: Ctx) -> No
     assert {r["version"] for r in primary} == {2} and len(primary) == len(ids)
 
     # the shadow server dies without the registry knowing: clients notice nothing
-    pid = Registry().version(NAME, 1)["pid"]
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_until(lambda: not process.alive(pid), what="v1 death")
+    kill_server(Registry().version(NAME, 1)["pid"])
     late = [f"late-{i}" for i in range(20)]
     for i, rid in enumerate(late):
         resp = predict(url(), ctx.rows(i * 5), headers={"X-Request-Id": rid})
@@ -308,9 +324,7 @@ def test_unwritable_log_keeps_serving_and_warns_once(ctx: Ctx) -> None:
 
 
 def test_killed_version_gives_a_clear_503_and_the_router_survives(ctx: Ctx) -> None:
-    pid = Registry().version(NAME, 2)["pid"]
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_until(lambda: not process.alive(pid), what="v2 death")
+    kill_server(Registry().version(NAME, 2)["pid"])
     resp = predict(url(), ctx.rows(0))
     assert resp.status_code == 503
     assert resp.json() == {"error": "iris v2 is down; run `nbdeploy serve iris`", "version": 2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import nbformat
 import numpy as np
@@ -18,7 +19,19 @@ def _display(data: dict) -> dict:
     return new_output("display_data", data=data)
 
 
-def test_record_outside_ipython_prints_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """An IPython shell: the one other tests started, or a fresh one removed afterwards."""
+    existed = InteractiveShell.initialized()
+    yield InteractiveShell.instance()
+    if not existed:
+        InteractiveShell.clear_instance()
+
+
+def test_record_outside_ipython_prints_plain_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(InteractiveShell, "_instance", None)  # hide a shell other tests started
     assert not InteractiveShell.initialized()
     record("auc", 0.97)
     record("note", "ok")
@@ -26,20 +39,14 @@ def test_record_outside_ipython_prints_plain_text(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.splitlines() == ["auc = 0.97", "note = 'ok'", "n = 12"]
 
 
-def test_record_inside_ipython_displays_the_mimetype() -> None:
-    shell = InteractiveShell.instance()
-    try:
-        with capture_output() as captured:
-            record("auc", np.float32(0.5))
-            record("passed", True)
-        bundles = [out.data for out in captured.outputs]
-    finally:
-        InteractiveShell.clear_instance()
-    assert bundles == [
+def test_record_inside_ipython_displays_the_mimetype(shell: InteractiveShell) -> None:
+    with capture_output() as captured:
+        record("auc", np.float32(0.5))
+        record("passed", True)
+    assert [out.data for out in captured.outputs] == [
         {MIMETYPE: {"auc": 0.5}, "text/plain": "auc = 0.5"},
         {MIMETYPE: {"passed": True}, "text/plain": "passed = True"},
     ]
-    assert shell is not None
 
 
 @pytest.mark.parametrize(
@@ -91,18 +98,13 @@ def test_read_metrics_names_a_missing_file(tmp_path) -> None:
         read_metrics(tmp_path / "missing.ipynb")
 
 
-def test_recorded_values_survive_a_json_round_trip(tmp_path) -> None:
-    shell = InteractiveShell.instance()
-    try:
-        with capture_output() as captured:
-            record("loss", 1e-12)
-            record("big", 10**15)
-    finally:
-        InteractiveShell.clear_instance()
+def test_recorded_values_survive_a_json_round_trip(shell: InteractiveShell, tmp_path) -> None:
+    with capture_output() as captured:
+        record("loss", 1e-12)
+        record("big", 10**15)
     outputs = [_display(o.data) for o in captured.outputs]
     nb = new_notebook(cells=[new_code_cell("", outputs=outputs)])
     path = tmp_path / "round.ipynb"
     nbformat.write(nb, str(path))
     metrics = read_metrics(path)
     assert math.isclose(metrics["loss"], 1e-12) and metrics["big"] == 10**15
-    assert shell is not None

@@ -29,6 +29,7 @@ _LAZY = {
     "Deployment": "nbdeploy.deployment",
     "explain": "nbdeploy.explain",
     "panel": "nbdeploy.notebook.panel",
+    "wait": "nbdeploy.notebook.jobs",
     "Registry": "nbdeploy.registry",
     "NbdeployError": "nbdeploy.errors",
 }

@@ -274,7 +274,7 @@ def set_split(name: str, weights: Mapping[Any, Any] | None, *, timeout: float = 
     split. Requests with the same key (``X-NBDeploy-Key`` header or ``?key=``) stay on one version."""
     split = normalize_split(weights)
     reg = Registry()
-    for version, weight in split.items():
+    for version in split:
         _routable(reg, name, version, "target of a traffic split")
     urls = {v: _serve(name, v) for v, w in split.items() if w > 0}
     ensure_router(name)

@@ -1,0 +1,154 @@
+"""Monitoring of a deployment by name: KPIs, drift, live quality, feedback and alerts.
+
+Glue between the registry (reference samples, tasks, alert rules) and nbdeploy.monitor
+(the prediction log written by the stable endpoint, drift tests, metrics)."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+from nbdeploy.monitor import (
+    Alert,
+    DriftReport,
+    FeedbackStore,
+    PredictionLog,
+    drift_report,
+    evaluate,
+    live_metrics,
+    parse_rules,
+)
+from nbdeploy.monitor import compare_versions as _compare
+from nbdeploy.monitor import kpis as _kpis
+from nbdeploy.registry import Registry
+
+WINDOWS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str | float | None) -> float | None:
+    """'15m', '24h', '7d' or seconds → seconds (None: everything)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    unit = text[-1].lower()
+    try:
+        return float(text[:-1]) * WINDOWS[unit] if unit in WINDOWS else float(text)
+    except ValueError:
+        raise ValueError(f"cannot read the window {text!r}: write e.g. 30m, 24h or 7d") from None
+
+
+def predlog(name: str) -> PredictionLog:
+    """The prediction log of a deployment (sensitive columns as set at deploy time)."""
+    settings = Registry().deployment(name).get("settings") or {}
+    return PredictionLog.for_deployment(name, sensitive=settings.get("sensitive") or None)
+
+
+def feedback_store(name: str) -> FeedbackStore:
+    """Where true labels sent to /feedback are kept."""
+    return FeedbackStore(predlog(name).directory / "feedback")
+
+
+def kpis(name: str, window: str | float | None = "1h") -> dict[int, dict[str, Any]]:
+    """Request rate, error rate and latency percentiles per version."""
+    seconds = parse_window(window)
+    since = time.time() - seconds if seconds else None
+    return _kpis(predlog(name).read(since=since), window=seconds)
+
+
+def drift(name: str, version: int | None = None, window: str | float | None = "24h",
+          **thresholds: Any) -> DriftReport:
+    """Drift of recent traffic of a version against its reference sample."""
+    from nbdeploy import api
+
+    reg = Registry()
+    row = reg.version(name, version)
+    seconds = parse_window(window)
+    since = time.time() - seconds if seconds else None
+    reference = api.load_reference(name, row["version"])
+    current = predlog(name).frame(since=since, version=row["version"], shadow=False)
+    columns = [c for c in reference.columns if c in current.columns]
+    cats = [c["name"] for c in row["schema"]["columns"] if c.get("categories")]
+    return drift_report(reference[columns], current[columns] if columns else current,
+                        categorical=cats, **thresholds)
+
+
+def live(name: str, window: str | float | None = None) -> dict[str, Any]:
+    """Live accuracy (classification) or error metrics (regression) per version from feedback."""
+    row = Registry().version(name)
+    task = "regression" if row["task"] == "regression" else "classification"
+    return live_metrics(predlog(name), feedback_store(name), task=task, window=parse_window(window))
+
+
+def compare(name: str, a: int, b: int, window: str | float | None = None) -> dict[str, Any]:
+    """A/B comparison of two versions on live feedback."""
+    row = Registry().version(name)
+    task = "regression" if row["task"] == "regression" else "classification"
+    return _compare(predlog(name), feedback_store(name), task=task, a=a, b=b, window=parse_window(window))
+
+
+def record_feedback(name: str, request_id: str, truth: Any, row: int = 0) -> dict[str, Any]:
+    """Store the true value for a prediction (FeedbackError for an unknown request id)."""
+    log = predlog(name)
+    return feedback_store(name).add(request_id, truth, row=row, predlog=log)
+
+
+def set_alerts(name: str, rules: list[str]) -> list[str]:
+    """Store alert rules (e.g. 'accuracy<0.9', 'error_rate>0.05', 'drift') for a deployment."""
+    parsed = parse_rules(rules)  # raises a clear error for an unreadable rule
+    reg = Registry()
+    settings = dict(reg.deployment(name).get("settings") or {})
+    settings["alerts"] = [str(r) for r in rules]
+    reg.update_deployment(name, settings=settings)
+    reg.log_event("alerts", name=name, detail={"rules": settings["alerts"]})
+    return [str(r) for r in parsed]
+
+
+def alerts(name: str, window: str | float | None = "1h") -> list[Alert]:
+    """Alerts firing now for a deployment's rules."""
+    rules = (Registry().deployment(name).get("settings") or {}).get("alerts") or []
+    if not rules:
+        return []
+    report = None
+    if any("drift" in r for r in rules):
+        try:
+            report = drift(name, window="24h")
+        except Exception:
+            report = None
+    try:
+        quality = live(name)
+    except Exception:
+        quality = None
+    return evaluate(parse_rules(rules), kpis=kpis(name, window), live=quality, drift=report)
+
+
+def report(name: str) -> dict[str, Any]:
+    """HTML and a PNG plot for the panel's Monitor tab."""
+    from nbdeploy import api
+    from nbdeploy.monitor.plots import fig_to_png, plot_drift
+
+    k = kpis(name, None)
+    rows = "".join(
+        f"<tr><td>v{v}</td><td>{d['requests']}</td><td>{d['rate']:.2f}/s</td>"
+        f"<td>{d['error_rate']:.1%}</td><td>{d['p50_ms']:.1f}</td><td>{d['p99_ms']:.1f}</td></tr>"
+        for v, d in sorted(k.items())
+    ) or "<tr><td colspan=6><i>no traffic logged yet</i></td></tr>"
+    parts = ["<b>Traffic</b><table><tr><th>version</th><th>requests</th><th>rate</th><th>errors</th>"
+             f"<th>p50 ms</th><th>p99 ms</th></tr>{rows}</table>"]
+    png = None
+    try:
+        rep = drift(name)
+        parts.append(f"<b>Drift</b>: {html.escape(rep.verdict)}"
+                     + (f" in {', '.join(map(html.escape, rep.drifted))}" if rep.drifted else ""))
+        row = Registry().version(name)
+        current = predlog(name).frame(version=row["version"], shadow=False)
+        if len(current):
+            png = fig_to_png(plot_drift(rep, api.load_reference(name, row["version"]), current))
+    except Exception as exc:
+        parts.append(f"<b>Drift</b>: <i>{html.escape(str(exc))}</i>")
+    fired = alerts(name)
+    if fired:
+        items = "".join(f"<li>{html.escape(a.message)}</li>" for a in fired)
+        parts.append(f"<b>Alerts</b><ul>{items}</ul>")
+    return {"html": "<br>".join(parts), "png": png}
