@@ -311,7 +311,7 @@ def _row(benchmark: str, figure: str, baseline: str, ratio: float, target: str, 
 def run() -> list[dict]:
     """Measure every contender in this run and return the benchmark rows."""
     with _isolated_home() as home:
-        import bentoml  # noqa: F401  (imported before timing: a by-hand user imports it too)
+        # imported before timing: a by-hand user imports bentoml in the notebook too
         import bentoml.sklearn  # noqa: F401
 
         import nbdeploy.api  # noqa: F401
@@ -325,20 +325,23 @@ def run() -> list[dict]:
         phases_off, phases_on = [], []
         lock_error = ""
         bento_off = ""
-        for i in range(REPEATS):
-            first, again = _nbdeploy_deploy(model, X, f"bench-gb-{i}", body)
-            ours.append(first)
-            redeploys.append(again)
-            secs, bento_off, ph = _by_hand(model, work, f"hand-off-{i}", body, lock=False)
-            hand_off.append(secs)
-            phases_off.append(ph)
-            if not lock_error:
-                try:
-                    secs, _, ph = _by_hand(model, work, f"hand-lock-{i}", body, lock=True)
-                    hand_on.append(secs)
-                    phases_on.append(ph)
-                except Exception as exc:  # no network: report it, keep the other rows
-                    lock_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        for i in range(REPEATS):  # the order rotates each round so drift hits all alike
+            for who in ("nbdeploy", "off", "lock")[i % 3:] + ("nbdeploy", "off", "lock")[:i % 3]:
+                if who == "nbdeploy":
+                    first, again = _nbdeploy_deploy(model, X, f"bench-gb-{i}", body)
+                    ours.append(first)
+                    redeploys.append(again)
+                elif who == "off":
+                    secs, bento_off, ph = _by_hand(model, work, f"hand-off-{i}", body, lock=False)
+                    hand_off.append(secs)
+                    phases_off.append(ph)
+                elif not lock_error:
+                    try:
+                        secs, _, ph = _by_hand(model, work, f"hand-lock-{i}", body, lock=True)
+                        hand_on.append(secs)
+                        phases_on.append(ph)
+                    except Exception as exc:  # no network: report it, keep the other rows
+                        lock_error = f"{type(exc).__name__}: {str(exc)[:300]}"
 
         import nbdeploy.api as api
 

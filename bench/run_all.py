@@ -5,7 +5,8 @@ interpreter with NBDEPLOY_HOME / BENTOML_HOME in a fresh temp folder, so a crash
 leftover state in one benchmark cannot touch the others; a failing benchmark becomes a row
 carrying its error.
 
-Run: python -m bench.run_all [deploy validate ...]   (names select a subset; default all)
+Run: python -m bench.run_all [--out FILE] [deploy validate ...]
+A subset (names given) prints its table and writes a report only when --out is given.
 """
 
 from __future__ import annotations
@@ -210,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--child"]:
         _child(args[1], args[2])
         return 0
+    out: Path | None = OUTPUT
+    if "--out" in args:
+        i = args.index("--out")
+        out = Path(args[i + 1]).resolve()
+        del args[i:i + 2]
+    elif args:
+        out = None
     modules = discover(args or None)
     if not modules:
         print(f"no benchmark modules match {args}", file=sys.stderr)
@@ -220,11 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         rows, doc, took = run_module(module)
         results.append((module, rows, doc, took))
         print(markdown_table(rows), flush=True)
-    command = " ".join(["python -m bench.run_all", *args]) + "   (make bench)"
-    OUTPUT.write_text(write_report(results, command))
+    command = " ".join(["python -m bench.run_all", *args]) + ("" if args else "   (make bench)")
     print()
     print(markdown_table([r for _, rows, _, _ in results for r in rows]))
-    print(f"\nwrote {OUTPUT}")
+    if out is not None:
+        out.write_text(write_report(results, command))
+        print(f"\nwrote {out}")
     return 0
 
 

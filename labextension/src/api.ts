@@ -33,6 +33,11 @@ export function apiUrl(baseUrl: string, endpoint: string): string {
   return `${base}nbdeploy/api/${tail}`;
 }
 
+/** The API docs page of a BentoML endpoint (its Swagger UI is served at the root). */
+export function docsUrl(endpoint: string): string {
+  return endpoint.replace(/\/+$/, '') + '/';
+}
+
 /** Pull a readable message out of an error body ({"error"}, {"message"} or text). */
 export function errorMessage(status: number, text: string): { message: string; field: string | null } {
   let data: any = null;

@@ -12,7 +12,7 @@ import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/no
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon, ToolbarButton } from '@jupyterlab/ui-components';
 
-import { Fetcher, NbdeployClient } from './api';
+import { docsUrl, Fetcher, NbdeployClient } from './api';
 import { deployCellSource, pickVariable } from './cell';
 import { DeploymentsModel } from './model';
 import { DeploymentsPanel } from './sidebar';
@@ -82,7 +82,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         const endpoint = model.current()?.endpoint;
         if (endpoint) {
-          window.open(`${endpoint.replace(/\/+$/, '')}/docs`, '_blank', 'noopener');
+          window.open(docsUrl(endpoint), '_blank', 'noopener');
         }
       }
     });

@@ -78,6 +78,16 @@ export function formatSplit(split: Record<string, number> | null | undefined): s
   return parts.length > 1 ? parts.join(' · ') : null;
 }
 
+/** A compact local time for a Unix timestamp in seconds: "2026-11-25 08:33" ("—" if none). */
+export function formatTime(ts: number | null | undefined): string {
+  if (!ts) {
+    return '—';
+  }
+  const d = new Date(ts * 1000);
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
 /** Names added, removed and changed between two listings. */
 export interface IDiff {
   added: string[];

@@ -8,7 +8,7 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { Action, IDeploymentSummary, IValidationRun, IVersion } from './api';
-import { DeploymentsModel, formatSplit, statusBadge } from './model';
+import { DeploymentsModel, formatSplit, formatTime, statusBadge } from './model';
 
 const LABELS: Record<Action, string> = {
   start: 'Start',
@@ -70,10 +70,6 @@ function Badge({ status }: { status: string }): JSX.Element {
   );
 }
 
-function when(ts: number | null | undefined): string {
-  return ts ? new Date(ts * 1000).toLocaleString() : '—';
-}
-
 function basename(path: string | null | undefined): string {
   return path ? path.split(/[\\/]/).pop() || path : '—';
 }
@@ -88,7 +84,7 @@ function formatMetric(value: unknown): string {
 function Button(props: { label: string; onClick: () => void; disabled?: boolean; title?: string }): JSX.Element {
   return (
     <button
-      className="jp-Button jp-mod-styled jp-mod-reject nbd-action"
+      className="nbd-action"
       data-action={props.label.toLowerCase()}
       disabled={props.disabled}
       title={props.title ?? props.label}
@@ -137,7 +133,11 @@ function VersionRow(props: { model: DeploymentsModel; dep: IDeploymentSummary; v
       <div className="nbd-version-head">
         <span className="nbd-version-number">v{version.version}</span>
         <Badge status={version.status} />
-        {isServing && <span className="nbd-tag">serving pointer</span>}
+        {isServing && (
+          <span className="nbd-tag" title="the version the deployment serves">
+            current
+          </span>
+        )}
         <span className="nbd-spacer" />
         {live && <Button label="Stop" disabled={busy} onClick={() => void confirmAndRun(model, dep, 'stop', version.version)} />}
         {!live && isServing && (
@@ -148,8 +148,8 @@ function VersionRow(props: { model: DeploymentsModel; dep: IDeploymentSummary; v
       {version.reason && <div className="nbd-reason">{version.reason}</div>}
       <dl className="nbd-lineage">
         <dt>created</dt>
-        <dd>
-          {when(version.created_at)} by {version.created_by}
+        <dd title={`${new Date(version.created_at * 1000).toString()} by ${version.created_by}`}>
+          {formatTime(version.created_at)} · {version.created_by}
         </dd>
         <dt>notebook</dt>
         <dd title={lineage.notebook ?? ''}>{basename(lineage.notebook)}</dd>

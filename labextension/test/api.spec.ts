@@ -1,4 +1,4 @@
-import { ApiError, apiUrl, errorMessage, Fetcher, NbdeployClient, requestAPI } from '../src/api';
+import { ApiError, apiUrl, docsUrl, errorMessage, Fetcher, NbdeployClient, requestAPI } from '../src/api';
 
 /** A fetcher that answers every request with one canned response and records calls. */
 function fake(status: number, body: string, calls: Array<[string, RequestInit]> = []): Fetcher {
@@ -22,6 +22,13 @@ describe('apiUrl', () => {
   it('joins base URL and endpoint with exactly one slash', () => {
     expect(apiUrl('http://h/lab-base/', '/deployments')).toBe('http://h/lab-base/nbdeploy/api/deployments');
     expect(apiUrl('http://h/base', 'deployments/iris')).toBe('http://h/base/nbdeploy/api/deployments/iris');
+  });
+});
+
+describe('docsUrl', () => {
+  it("is the endpoint's root, where BentoML serves its Swagger UI", () => {
+    expect(docsUrl('http://127.0.0.1:3000')).toBe('http://127.0.0.1:3000/');
+    expect(docsUrl('http://127.0.0.1:3000//')).toBe('http://127.0.0.1:3000/');
   });
 });
 

@@ -4,6 +4,7 @@ import {
   diffDeployments,
   driftVerdict,
   formatSplit,
+  formatTime,
   IClient,
   statusBadge
 } from '../src/model';
@@ -227,5 +228,13 @@ describe('DeploymentsModel polling', () => {
     expect(model.isPolling).toBe(false);
     await jest.advanceTimersByTimeAsync(5000);
     expect(client.calls.filter(c => c === 'list')).toHaveLength(3);
+  });
+});
+
+describe('formatTime', () => {
+  it('shows local date and minutes, and a dash for no time', () => {
+    const ts = new Date(2026, 10, 5, 8, 3, 59).getTime() / 1000;
+    expect(formatTime(ts)).toBe('2026-11-05 08:03');
+    expect(formatTime(null)).toBe('—');
   });
 });

@@ -75,7 +75,7 @@ class DeploymentPanel:
         version = f" v{self.version}" if self.version else ""
         self.header.value = (
             f"<div style='display:flex;align-items:center;gap:10px'>"
-            f"<span style='font-size:16px;font-weight:700'>🚀 {html.escape(self.name)}{version}</span>"
+            f"<span style='font-size:16px;font-weight:700'>{html.escape(self.name)}{version}</span>"
             f"{snippets.badge_html(self.status)}</div>"
         )
 
@@ -143,7 +143,7 @@ class DeploymentPanel:
             self.message.value = ""
         url = summary.get("endpoint")
         self.docs_link.value = (
-            f"<a href='{url}/docs' target='_blank' style='margin-left:8px'>📖 Open docs</a>" if url else ""
+            f"<a href='{url}/docs' target='_blank' style='margin-left:8px'>Open docs ↗</a>" if url else ""
         )
         self._render_header()
         for tab in (self.overview, self.validation, self.versions):

@@ -63,7 +63,8 @@ class OverviewTab:
         self.info.value = (
             f"<div><b>Endpoint</b>: {endpoint}&nbsp; <b>framework</b>: {row['framework']} "
             f"({row['task']})&nbsp; <b>bento</b>: <code>{row['bento_tag']}</code></div>"
-            f"<details open><summary><b>Input schema</b> ({len(schema_rows)} columns)</summary>"
+            f"<details{' open' if len(schema_rows) <= 8 else ''}><summary><b>Input schema</b> "
+            f"({len(schema_rows)} columns — click to {'hide' if len(schema_rows) <= 8 else 'show'})</summary>"
             + snippets.table_html(["column", "dtype", "NaN allowed", "allowed values"], schema_rows)
             + f"</details><div><b>Pinned</b> (python {row['python_version']}): "
             f"<code style='font-size:11px'>{html.escape(pins)}</code></div>"

@@ -24,7 +24,7 @@ import json
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -117,9 +117,16 @@ class _TreeEngine:
     def __call__(self, X: Any) -> Arrays:
         frame = isinstance(X, pd.DataFrame) and not _numeric(X)
         if self.family == "xgboost":
+            import xgboost
+
             booster = self.model.get_booster() if hasattr(self.model, "get_booster") else self.model
-            data = _dmatrix(X, booster.feature_names)
-            out = booster.predict(data, output_margin=True)
+            # a few rows gain nothing from threads, and on a busy host they wait for every core
+            small = X.shape[0] <= 256
+            with xgboost.config_context(nthread=1) if small else nullcontext():
+                data = _dmatrix(X, booster.feature_names)
+                out = booster.predict(data, output_margin=True)
+                phi = self.shap.shap_values(data, check_additivity=False)
+            return _result(self.shap.expected_value, phi, out, X.shape[0])
         elif self.family == "lightgbm":  # pandas -> native conversion is slow for one row
             data = X if frame else _as_float(X)
             out = getattr(self.model, "booster_", self.model).predict(data, raw_score=True)

@@ -1,0 +1,143 @@
+"""The Deployments sidebar in a real JupyterLab, driven in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import nbdeploy.api as api
+from nbdeploy.registry import Registry
+from tests.ui.conftest import Lab
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
+
+BUILT = Path(__file__).resolve().parents[2] / "src" / "nbdeploy" / "labextension" / "package.json"
+WAIT_MS = 90_000
+
+
+@pytest.fixture
+def iris(tmp_path: Path) -> Iterator[str]:
+    """'iris' with v1 (ready, stopped) and v2 (serving); every server stopped at the end."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    notebook = tmp_path / "train-iris.ipynb"
+    notebook.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
+                                    "nbformat_minor": 5}))
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    try:
+        api.deploy(LogisticRegression(max_iter=500).fit(X, y), "iris", X, notebook=str(notebook))
+        api.deploy(LogisticRegression(max_iter=500, C=0.1).fit(X, y), "iris", X,
+                   notebook=str(notebook))
+        yield "iris"
+    finally:
+        for row in Registry().versions("iris"):
+            api.stop("iris", row["version"])
+
+
+def _open_sidebar(browser: Any, lab: Lab) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(lab.lab_url())
+    page.locator('.jp-SideBar [data-id="nbdeploy-deployments"]').click()
+    page.locator("#nbdeploy-deployments").wait_for(state="visible")
+    return page
+
+
+def test_sidebar_lists_follows_and_rolls_back(
+    browser: Any, lab: Lab, iris: str, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    if not BUILT.exists():
+        pytest.fail("the labextension is not built: run `make labextension` first")
+    page = _open_sidebar(browser, lab)
+    row = page.locator('#nbdeploy-deployments [data-deployment="iris"]')
+    badge = row.locator(".nbd-deployment-head .nbd-badge")
+
+    # listed: serving v2, with its endpoint; expanded: both versions and their lineage
+    expect(badge).to_have_text("serving", timeout=WAIT_MS)
+    expect(row.locator(".nbd-serving-version")).to_have_text("v2")
+    endpoint = api.get("iris").url
+    expect(row.locator(".nbd-endpoint")).to_have_text(endpoint)
+    row.locator(".nbd-deployment-head").click()
+    versions = row.locator(".nbd-version")
+    expect(versions).to_have_count(2)
+    expect(row.locator('.nbd-version[data-version="1"] .nbd-badge').first).to_have_text("stopped")
+    expect(row.locator('.nbd-version[data-version="2"] .nbd-lineage')).to_contain_text(
+        "train-iris.ipynb")
+    page.screenshot(path=str(artifacts_dir / "sidebar-listed.png"))
+
+    # stopped behind the sidebar's back: the badge follows without a reload
+    api.stop("iris")
+    expect(badge).to_have_text(re.compile(r"^(stopped|down)$"), timeout=WAIT_MS)
+
+    # rollback from the sidebar, confirmed in the dialog
+    row.locator('.nbd-actions [data-action="rollback"]').click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Roll iris back from v2")
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    expect(row.locator(".nbd-serving-version")).to_have_text("v1", timeout=WAIT_MS)
+    expect(badge).to_have_text("serving", timeout=WAIT_MS)
+    page.screenshot(path=str(artifacts_dir / "sidebar-after-rollback.png"))
+
+    assert Registry().deployment("iris")["serving_version"] == 1
+    url = api.get("iris").url
+    assert httpx.get(f"{url}/metadata", timeout=10).json()["version"] == 1
+
+    # the palette command opens the selected deployment's API docs in a new tab
+    item = _palette_item(page, "nbdeploy: Open deployment docs")
+    with page.context.expect_page() as opened:
+        item.click()
+    docs = opened.value
+    docs.wait_for_load_state()
+    assert docs.url == f"{url}/"
+
+
+def _palette_item(page: Any, label: str) -> Any:
+    """Open the command palette, search ``label`` and return its (single) item."""
+    page.keyboard.press("Control+Shift+C")
+    search = page.locator(".lm-CommandPalette-input")
+    search.fill(label)
+    item = page.locator(".lm-CommandPalette-item", has_text=label)
+    item.wait_for(state="visible")
+    return item
+
+
+def test_toolbar_button_inserts_a_deploy_cell_and_palette_has_commands(
+    browser: Any, lab: Lab, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    notebook = {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {},
+                   "outputs": [], "source": "best_clf = train(X_train, y_train)"}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (lab.root / "scratch.ipynb").write_text(json.dumps(notebook))
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{lab.url}/lab/tree/scratch.ipynb?token={lab.token}")
+    editor = page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content")
+    expect(editor).to_contain_text("best_clf")
+    editor.click()
+    page.keyboard.press("Control+Home")  # cursor on `best_clf`
+    page.locator(".jp-NotebookPanel-toolbar .nbd-deploy-button").click()
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(2)
+    expect(cells.nth(1).locator(".cm-content")).to_have_text(
+        "%deploy best_clf --name best-clf --sample X_train")
+    page.screenshot(path=str(artifacts_dir / "notebook-deploy-cell.png"))
+
+    page.keyboard.press("Escape")
+    for label in ("nbdeploy: Refresh deployments", "nbdeploy: Open deployment docs"):
+        expect(_palette_item(page, label)).to_be_visible()
+        page.keyboard.press("Escape")
