@@ -66,6 +66,8 @@ def deploy(
     categorical: list[str] | None = None,
     notebook: str | None = None,
     timeout: float = 600,
+    format: str = "auto",
+    sensitive: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> Deployment:
     """Capture ``model``, build a bento, register a version and (by default) serve it.
@@ -73,12 +75,19 @@ def deploy(
     With ``validate`` notebooks the candidate is served on a side port and becomes the
     serving version only if every notebook passes and every ``require`` holds; otherwise it
     is recorded as rejected and the current version keeps serving untouched."""
+    # retrain/reproduce hook
+    from nbdeploy.intercept import GATE_KEYS, intercept
+    gate = {"validate": validate, "require": require, "require_better": require_better, "params": params}
+    captured, gate = intercept(model, name, sample, gate)
+    if captured is not None:
+        return captured
+    validate, require, require_better, params = map(gate.get, GATE_KEYS)
     say = progress or _noop
     check_name(name)
     reg = Registry()
 
     say("capturing", f"capturing {type(model).__name__}")
-    adapter = adapter_for(model)
+    adapter = _choose_adapter(model, format)
     info = adapter.info(model)
     frame, _ = sample_frame(sample)
     schema = infer_schema(sample, allow_nan=allow_nan, categorical=categorical)
@@ -103,6 +112,10 @@ def deploy(
     build_dir = config.home() / "builds" / name / bento_version
     stored = _model_path(model_tag)
     sha = artifact_sha256(stored)
+    if info.framework == "skops":
+        from nbdeploy.capture.frameworks import trusted_types
+
+        info.extra["skops_trusted"] = trusted_types(stored)
     build.write_sources(
         build_dir, name=name, model_tag=model_tag, info=info, schema=schema, reference=reference,
         metadata={"name": name, "pins": pins, "python_version": python_version(),
@@ -128,6 +141,8 @@ def deploy(
                "detail": {"bento_tag": result.bento_tag, "framework": info.framework}},
     )
     _write_reference(name, version, reference)
+    if sensitive:
+        _set_sensitive(reg, name, sensitive, schema)
     # the bento's metadata.json learns its version number once the registry assigned it
     _stamp_version(result.bento_tag, version)
 
@@ -151,6 +166,33 @@ def deploy(
     return promote(name, version, port=port, host=host, progress=say)
 
 
+def _set_sensitive(reg: Registry, name: str, sensitive: dict[str, str], schema: Schema) -> None:
+    """Columns whose values are hashed or dropped in the prediction log, never kept in clear."""
+    unknown = [c for c in sensitive if c not in schema.names]
+    bad = {c: m for c, m in sensitive.items() if m not in ("hash", "drop")}
+    if unknown or bad:
+        raise NbdeployError(
+            f"sensitive= must map input columns to 'hash' or 'drop'; unknown columns {unknown}, "
+            f"bad modes {bad}. Columns: {schema.names}"
+        )
+    settings = dict(reg.deployment(name).get("settings") or {})
+    settings["sensitive"] = dict(sensitive)
+    reg.update_deployment(name, settings=settings)
+
+
+def _choose_adapter(model: Any, format: str) -> Any:
+    from nbdeploy.capture.frameworks import SklearnAdapter, SkopsAdapter
+
+    if format == "auto":
+        return adapter_for(model)
+    if format == "skops":
+        if not SklearnAdapter().matches(model):
+            raise NbdeployError("format='skops' is for scikit-learn estimators and Pipelines only; "
+                                f"{type(model).__name__} is not one. Use format='auto'.")
+        return SkopsAdapter()
+    raise NbdeployError(f"unknown format {format!r}: use 'auto' or 'skops'.")
+
+
 def _unchanged(reg: Registry, name: str, model_hash: str, schema: Schema, pins: dict) -> dict | None:
     try:
         current = reg.version(name)
@@ -169,7 +211,7 @@ def _unchanged(reg: Registry, name: str, model_hash: str, schema: Schema, pins: 
 def _save_model(adapter: Any, model: Any, name: str, model_hash: str, info: Any) -> str:
     import bentoml
 
-    tag = f"{name}:{model_hash[:20]}"
+    tag = f"{name}:{model_hash[:20]}" + ("-skops" if info.framework == "skops" else "")
     try:
         return str(bentoml.models.get(tag).tag)
     except bentoml.exceptions.NotFound:
@@ -232,28 +274,59 @@ def verify_artifact(row: dict[str, Any]) -> None:
         )
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def start(
     name: str, version: int | None = None, *, port: int | None = None,
     host: str = config.DEFAULT_HOST, progress: Progress | None = None,
+    api_key: str | None = None, tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
 ) -> Deployment:
-    """Start (or restart) the server of a version; by default the serving one."""
+    """Start (or restart) the server of a version; by default the serving one.
+
+    Any address other than loopback needs an API key: ``api_key``, ``$NBDEPLOY_API_KEY``, or
+    a generated one shown once. ``tls_cert``/``tls_key`` serve HTTPS."""
     say = progress or _noop
+    if bool(tls_cert) != bool(tls_key):
+        raise NbdeployError("HTTPS needs both --tls-cert and --tls-key (PEM files).")
     reg = Registry()
     row = reg.version(name, version)
     dep = Deployment(name, row["version"])
     if dep.status() == "serving":
         return dep
     verify_artifact(row)
+    key = api_key or os.environ.get("NBDEPLOY_API_KEY") or None
+    generated = False
+    if not is_loopback(host) and not key:
+        import secrets
+
+        key, generated = secrets.token_urlsafe(32), True
+    extra: list[str] = []
+    if tls_cert:
+        for path in (tls_cert, tls_key):
+            if not Path(str(path)).is_file():
+                raise NbdeployError(f"TLS file not found: {path}")
+        extra = ["--ssl-certfile", str(tls_cert), "--ssl-keyfile", str(tls_key)]
     say("starting", f"starting bentoml serve for {name} v{row['version']}")
     last = row.get("port")
     want = port or (last if last and not process.port_in_use(last, host) else None)
     pid, port = process.start_server(
-        row["bento_tag"], log_file=process.log_path(name, row["version"]), host=host, port=want
+        row["bento_tag"], log_file=process.log_path(name, row["version"]), host=host, port=want,
+        env={"NBDEPLOY_API_KEY": key} if key else {"NBDEPLOY_API_KEY": ""}, extra_args=extra,
     )
-    reg.update_version(name, row["version"], pid=pid, port=port, host=host)
-    reg.log_event("start", name=name, version=row["version"], detail={"pid": pid, "port": port})
-    say("serving", f"{name} v{row['version']} serving at http://{host}:{port}")
-    return Deployment(name, row["version"])
+    reg.update_version(name, row["version"], pid=pid, port=port, host=host, tls=int(bool(tls_cert)),
+                       auth=int(bool(key)))
+    reg.log_event("start", name=name, version=row["version"],
+                  detail={"pid": pid, "port": port, "host": host, "tls": bool(tls_cert),
+                          "api_key": bool(key)})
+    started = Deployment(name, row["version"])
+    started.api_key = key
+    say("serving", f"{name} v{row['version']} serving at {started.url}")
+    if generated:
+        say("serving", f"API key for {started.url} (shown once, not stored): {key}")
+    return started
 
 
 def promote(
@@ -327,6 +400,12 @@ def load_model(ref: str) -> tuple[Any, pd.DataFrame]:
         cls = stored.info.metadata.get("xgboost_class", "Booster")
         model = xgb.Booster() if cls == "Booster" else getattr(xgb, cls)()
         model.load_model(stored.path_of(XGB_FILE))
+    elif framework == "skops":
+        import skops.io as sio
+
+        from nbdeploy.capture.frameworks import SKOPS_FILE, trusted_types
+
+        model = sio.load(stored.path_of(SKOPS_FILE), trusted=trusted_types(stored.path))
     elif framework == "lightgbm" and stored.info.module.endswith("lightgbm"):
         model = bentoml.lightgbm.load_model(stored)
     else:

@@ -246,3 +246,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+from nbdeploy import cli_ops  # noqa: E402,F401  (registers the lifecycle commands)

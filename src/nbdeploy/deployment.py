@@ -17,6 +17,7 @@ class Deployment:
     def __init__(self, name: str, version: int | None = None) -> None:
         self.name = name
         self._version = version
+        self.api_key: str | None = None  # in memory only; never written to the registry
 
     @property
     def row(self) -> dict[str, Any]:
@@ -35,7 +36,8 @@ class Deployment:
             return None
         host = row.get("host") or "127.0.0.1"
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{host}:{row['port']}"
+        scheme = "https" if row.get("tls") else "http"
+        return f"{scheme}://{host}:{row['port']}"
 
     endpoint = url
 
@@ -79,7 +81,11 @@ class Deployment:
         if not url:
             raise RuntimeError(f"{self.name} v{self.version} is not served; call .start() first.")
         records = _records(rows)
-        resp = httpx.post(f"{url}/{route}", json={"rows": records}, timeout=60)
+        import os
+
+        key = self.api_key or os.environ.get("NBDEPLOY_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        resp = httpx.post(f"{url}/{route}", json={"rows": records}, timeout=60, headers=headers, verify=False)
         if resp.status_code >= 400:
             raise RuntimeError(f"{route} answered {resp.status_code}: {resp.text[:500]}")
         return resp.json()

@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS versions (
     pid INTEGER,
     host TEXT,
     port INTEGER,
+    tls INTEGER NOT NULL DEFAULT 0,
+    auth INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS validation_runs (

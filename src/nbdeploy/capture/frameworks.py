@@ -29,6 +29,7 @@ class ModelInfo:
     load_expr: str = ""  # expression loading the model from `self.model_ref`
     has_proba: bool = False
     modules: set[str] = field(default_factory=set)
+    extra: dict[str, Any] = field(default_factory=dict)  # merged into the service's metadata.json
 
 
 class Adapter:
@@ -201,6 +202,49 @@ class LightGBMAdapter(Adapter):
         if isinstance(obj, lgb.Booster):
             return bentoml.lightgbm.save_model(tag, obj, labels=labels, metadata=metadata)
         return bentoml.sklearn.save_model(tag, obj, labels=labels, metadata=metadata)
+
+
+SKOPS_FILE = "model.skops"
+
+
+class SkopsAdapter(SklearnAdapter):
+    """scikit-learn saved with skops instead of pickle; loaded with an explicit list of
+    trusted types recorded at deploy time (chosen with ``format="skops"``)."""
+
+    name = "skops"
+    packages = ("scikit-learn", "skops")
+
+    def info(self, obj: Any) -> ModelInfo:
+        base = super().info(obj)
+        base.framework = self.name
+        base.load_import = "import skops.io as sio"
+        base.load_expr = (
+            f'sio.load(self.model_ref.path_of("{SKOPS_FILE}"), trusted=METADATA["skops_trusted"])'
+        )
+        return base
+
+    def save(self, obj: Any, tag: str, *, labels: dict, metadata: dict) -> Any:
+        import bentoml
+        import skops.io as sio
+
+        with bentoml.models.create(tag, labels=labels, metadata=metadata, module="nbdeploy.skops") as model:
+            path = model.path_of(SKOPS_FILE)
+            sio.dump(obj, path)
+            trusted = sorted(sio.get_untrusted_types(file=path))
+            with open(model.path_of("trusted_types.json"), "w") as fh:
+                import json
+
+                json.dump(trusted, fh)
+        return model
+
+
+def trusted_types(model_dir: str) -> list[str]:
+    """The skops types a model was saved with (its explicit trusted list)."""
+    import json
+    from pathlib import Path
+
+    path = Path(model_dir) / "trusted_types.json"
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 PYFUNC_FILE = "model.pkl"

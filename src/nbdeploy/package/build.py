@@ -24,6 +24,7 @@ from nbdeploy.package.runtime.integrity import artifact_sha256  # noqa: F401  (r
 RUNTIME = Path(__file__).parent / "runtime"
 CLASS_NAME = "ModelService"
 NOT_IN_BENTO = {"bentoml"}  # BentoML adds its own pin when the image is built
+RUNTIME_MODULES = ("frames.py", "integrity.py", "explainer.py", "guard.py", "v2.py")
 
 
 @dataclass
@@ -60,7 +61,7 @@ def write_sources(
             name=name, class_name=CLASS_NAME, model_tag=model_tag, info=info, schema=schema
         )
     )
-    for module in ("frames.py", "integrity.py", "explainer.py"):
+    for module in RUNTIME_MODULES:
         if (RUNTIME / module).exists():
             shutil.copy(RUNTIME / module, build_dir / module)
     context = template.service_context(schema, info, metadata)
@@ -83,7 +84,7 @@ def build_bento(
     import bentoml
 
     # bentos.build imports `service` from build_ctx; drop the one a previous build imported
-    for module in ("service", "frames", "integrity", "explainer"):
+    for module in ("service", *(m.removesuffix(".py") for m in RUNTIME_MODULES)):
         sys.modules.pop(module, None)
     packages = [line for line in requirement_lines(pins) if line.split("==")[0] not in NOT_IN_BENTO]
     bento = bentoml.bentos.build(

@@ -118,6 +118,8 @@ def service_context(schema: Schema, info: ModelInfo, extra: dict[str, Any]) -> d
         "framework": info.framework,
         "task": info.task,
         "classes": info.classes,
+        "has_proba": bool(info.has_proba and info.classes),
+        **info.extra,
     }
 
 
@@ -152,13 +154,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import frames
+import guard
 import integrity
+import v2
 {load_import}
 
 HERE = Path(__file__).resolve().parent
 METADATA = json.loads((HERE / "metadata.json").read_text())
 SCHEMA = METADATA["schema"]
 CLASSES = METADATA.get("classes")
+COLUMNS = [c["name"] for c in SCHEMA["columns"]]
+RUNTIME: dict[str, Any] = {{}}  # the live service instance, for the plain routes below
 log = logging.getLogger("bentoml.service")
 
 
@@ -166,8 +172,22 @@ async def metadata_endpoint(request):
     return JSONResponse(METADATA)
 
 
-# Plain GET routes next to BentoML's own; BentoML's routes take precedence over this app.
-info_app = Starlette(routes=[Route("/metadata", metadata_endpoint, methods=["GET"])])
+def _rows(records: list[dict[str, Any]]) -> list[Row]:
+    return [Row.model_validate(r) for r in records]
+
+
+# Plain routes next to BentoML's own: /metadata and the Open Inference Protocol (KServe V2).
+info_app = Starlette(routes=[
+    Route("/metadata", metadata_endpoint, methods=["GET"]),
+    *v2.routes(
+        name=METADATA["name"], version=METADATA.get("version", ""), columns=COLUMNS,
+        schema_columns=SCHEMA["columns"],
+        predict=lambda records: RUNTIME["service"].predict_rows(_rows(records)),
+        proba=(lambda records: RUNTIME["service"].proba_rows(_rows(records)))
+        if METADATA.get("has_proba") else None,
+        ready=lambda: "service" in RUNTIME,
+    ),
+])
 
 '''
 
@@ -194,6 +214,7 @@ class {class_name}:
         self.model = {load_expr}
         self.is_booster = {is_booster}
         self.explainer = None
+        RUNTIME["service"] = self
 
     def _frame(self, rows: list[Row]) -> pd.DataFrame:
         records = [row.model_dump(by_alias=True) for row in rows]
@@ -202,6 +223,9 @@ class {class_name}:
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=60_000)
     def predict(self, rows: Annotated[list[Row], Field(min_length=1, max_length={max_rows})]) -> list[Any]:
         """One prediction per input row."""
+        return self.predict_rows(rows)
+
+    def predict_rows(self, rows: list[Row]) -> list[Any]:
         X = frames.model_input(self._frame(rows), SCHEMA)
         try:
             y = {predict_expr}
@@ -219,6 +243,9 @@ PROBA = '''
         self, rows: Annotated[list[Row], Field(min_length=1, max_length=10_000)]
     ) -> list[dict[str, float]]:
         """One {class: probability} dict per input row."""
+        return self.proba_rows(rows)
+
+    def proba_rows(self, rows: list[Row]) -> list[dict[str, float]]:
         X = frames.model_input(self._frame(rows), SCHEMA)
         try:
             proba = self.model.predict_proba(X)
@@ -248,4 +275,8 @@ EXPLAIN = '''
             raise InvalidArgument(f"could not explain these rows: {type(exc).__name__}: {exc}") from None
 '''
 
-FOOTER = ""
+FOOTER = """
+
+# Refuse pickle payloads; require NBDEPLOY_API_KEY when the server was started with one.
+ModelService.add_asgi_middleware(guard.RequestGuard)
+"""

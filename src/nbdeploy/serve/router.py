@@ -30,7 +30,7 @@ from nbdeploy import config
 from nbdeploy.monitor.feedback import FeedbackError, FeedbackStore
 from nbdeploy.monitor.predlog import PredictionLog, PredictionLogError
 from nbdeploy.serve.traffic import RoutingTable, SplitError, check_key, table_from_rows
-from nbdeploy.serve.upstream import UPSTREAMS, AiohttpUpstream, Headers, UpstreamError
+from nbdeploy.serve.upstream import DEFAULT_CLIENT, UPSTREAMS, Headers, RawUpstream, UpstreamError
 
 log = logging.getLogger("nbdeploy.router")
 
@@ -78,12 +78,12 @@ class Router:
 
     def __init__(
         self, name: str, *, registry_path: Path | str | None = None, refresh_s: float = 0.2,
-        client: str = "aiohttp",
+        client: str = DEFAULT_CLIENT,
     ) -> None:
         self.name = name
         self.registry_path = Path(registry_path or config.registry_path())
         self.refresh_s = refresh_s
-        self.upstream: AiohttpUpstream = UPSTREAMS[client]()
+        self.upstream: RawUpstream = UPSTREAMS[client]()
         self.table = RoutingTable(name)
         self.loaded_at = 0.0
         self.predlog = PredictionLog.for_deployment(name)
@@ -173,7 +173,7 @@ class Router:
             elif name == b"x-nbdeploy-key":
                 key = value.decode("latin-1")
             if name not in DROP_HEADERS:
-                fwd.append((name.decode("latin-1"), value.decode("latin-1")))
+                fwd.append((name, value))
         self.stats["requests"] += 1
         try:
             if request_id is None:
@@ -197,7 +197,7 @@ class Router:
             except SplitError as exc:
                 raise BadRequest(400, str(exc), "X-NBDeploy-Key") from None
             target = path + ("?" + query.decode("latin-1") if query else "")
-            fwd.append(("x-request-id", request_id))
+            fwd.append((b"x-request-id", request_id.encode("latin-1")))
             await self._proxy(send, method, path, target, fwd, body, key, request_id, started)
         except BadRequest as exc:
             payload = {"error": str(exc), **({"field": exc.field} if exc.field else {})}
@@ -244,7 +244,7 @@ class Router:
             return self.table.serving
         return self.table.choose(key, point)
 
-    async def _call(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+    async def _call(self, method: str, target: str, headers: Headers, body: bytes,
                     key: str | None, point: float) -> tuple[int | None, int, Headers, bytes]:
         """Send to the chosen version; on a connect error re-read the table and try once more."""
         for attempt in (0, 1):
@@ -265,7 +265,7 @@ class Router:
                 self.reload(force=True)
         return (version, *self._down(version))
 
-    async def _proxy(self, send: Any, method: str, path: str, target: str, headers: list[tuple[str, str]],
+    async def _proxy(self, send: Any, method: str, path: str, target: str, headers: Headers,
                      body: bytes, key: str | None, request_id: str, started: float) -> None:
         point = random.random()
         version, status, rh, data = await self._call(method, target, headers, body, key, point)
@@ -286,7 +286,7 @@ class Router:
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _mirror(self, version: int, target: str, headers: list[tuple[str, str]], body: bytes,
+    async def _mirror(self, version: int, target: str, headers: Headers, body: bytes,
                       request_id: str, endpoint: str, rows: list[dict]) -> None:
         """Send a copy to the shadow version and log its answer; failures are only counted."""
         self.stats["shadow_sent"] += 1
@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default=config.DEFAULT_HOST)
     parser.add_argument("--refresh", type=float, default=0.2, help="seconds between registry checks")
-    parser.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
+    parser.add_argument("--client", choices=sorted(UPSTREAMS), default=DEFAULT_CLIENT,
+                        help="HTTP client used to forward (raw: httptools on asyncio)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn

@@ -1,15 +1,21 @@
-"""Clients the router forwards with: one keep-alive pool per router process.
+"""Clients the router forwards with: one keep-alive connection pool per router process.
 
-aiohttp is the default; ``HttpxUpstream`` does the same with ``httpx.AsyncClient`` so the
-benchmark can compare both in one run (``python -m nbdeploy.serve.router NAME --client httpx``).
+``RawUpstream`` (the default when ``httptools`` is installed) speaks HTTP/1.1 on asyncio
+protocols with httptools' parser: the version servers are local uvicorn processes, so a small
+client is enough and costs far less CPU per request than a general one. ``AiohttpUpstream``
+and ``HttpxUpstream`` do the same with those libraries (``--client aiohttp|httpx``), kept as a
+fallback and so that bench/bench_router.py can compare them in one run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from typing import Any
+from urllib.parse import urlsplit
 
 Headers = list[tuple[bytes, bytes]]
+
 
 class UpstreamError(Exception):
     """A version server could not be reached: ``kind`` is connect, disconnect or timeout."""
@@ -19,29 +25,168 @@ class UpstreamError(Exception):
         self.kind = kind
 
 
-class AiohttpUpstream:
-    """One keep-alive aiohttp session shared by every request."""
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
 
-    def __init__(self, connections: int = 128, read_timeout: float = 120.0) -> None:
-        self.connections, self.read_timeout = connections, read_timeout
-        self.session: Any = None
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        import httptools
+
+        self.loop = loop
+        self.parser = httptools.HttpResponseParser(self)
+        self.parse_error = httptools.HttpParserError
+        self.transport: Any = None
+        self.waiter: asyncio.Future | None = None
+        self.headers: Headers = []
+        self.body: list[bytes] = []
+        self.head = self.reusable = self.closed = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.fail(UpstreamError("disconnect", f"the server closed the connection ({exc or 'EOF'})"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except self.parse_error as exc:
+            self.fail(UpstreamError("disconnect", f"the server answered invalid HTTP: {exc}"))
+            self.transport.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.head:  # a HEAD answer has no body, whatever content-length says
+            self._done()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.head:
+            self._done()
+
+    def _done(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            self.reusable = not self.head and self.parser.should_keep_alive()
+            waiter.set_result((self.parser.get_status_code(), self.headers, b"".join(self.body)))
+
+    def fail(self, exc: Exception) -> None:
+        """End the pending request with ``exc`` (no-op when none is pending)."""
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    def send(self, data: bytes, head: bool) -> asyncio.Future:
+        """Write one request; the future gives (status, headers, body)."""
+        self.headers, self.body, self.head, self.reusable = [], [], head, False
+        self.waiter = self.loop.create_future()
+        self.transport.write(data)
+        return self.waiter
+
+
+class RawUpstream:
+    """Pooled HTTP/1.1 client for the local version servers."""
+
+    def __init__(self, connections: int = 128, read_timeout: float = 120.0,
+                 connect_timeout: float = 2.0) -> None:
+        self.connections, self.read_timeout, self.connect_timeout = connections, read_timeout, connect_timeout
+        self.idle: dict[tuple[str, int], list[_Connection]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Bind to the running loop."""
+        self.loop = asyncio.get_running_loop()
+
+    async def _connect(self, host: str, port: int) -> _Connection:
+        assert self.loop is not None
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Connection(self.loop), host, port), self.connect_timeout
+            )
+        except asyncio.TimeoutError:
+            raise UpstreamError("connect", f"no connection to {host}:{port} within "
+                                f"{self.connect_timeout:.0f} s") from None
+        except OSError as exc:
+            raise UpstreamError("connect", f"cannot connect to {host}:{port}: {exc}") from None
+        return conn
+
+    def _timeout(self, conn: _Connection) -> None:
+        conn.fail(UpstreamError("timeout", f"no answer within {self.read_timeout:.0f} s"))
+
+    async def request(self, method: str, url: str, headers: Headers, body: bytes
+                      ) -> tuple[int, Headers, bytes]:
+        """(status, raw headers, body) of one call; a stale pooled connection is retried once."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        data = b"".join([
+            f"{method} {target} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-length: {len(body)}\r\n".encode(),
+            *(name + b": " + value + b"\r\n" for name, value in headers), b"\r\n", body,
+        ])
+        idle = self.idle.setdefault((host, port), [])
+        while True:
+            conn, reused = None, False
+            while idle and conn is None:
+                candidate = idle.pop()
+                if not candidate.closed:
+                    conn, reused = candidate, True
+            if conn is None:
+                conn = await self._connect(host, port)
+            assert self.loop is not None
+            timer = self.loop.call_later(self.read_timeout, self._timeout, conn)
+            try:
+                status, got, payload = await conn.send(data, method == "HEAD")
+            except UpstreamError as exc:
+                conn.transport.close()
+                if reused and exc.kind == "disconnect":
+                    continue  # the server closed an idle keep-alive connection: use a fresh one
+                raise
+            except BaseException:
+                conn.transport.close()
+                raise
+            finally:
+                timer.cancel()
+            if conn.reusable and not conn.closed and len(idle) < self.connections:
+                idle.append(conn)
+            else:
+                conn.transport.close()
+            return status, got, payload
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.transport.close()
+        self.idle.clear()
+
+
+def _text(headers: Headers) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+class AiohttpUpstream(RawUpstream):
+    """The same with one keep-alive ``aiohttp.ClientSession``."""
 
     async def start(self) -> None:
         import aiohttp
 
-        self.errors = aiohttp
-        self.session = aiohttp.ClientSession(
+        self.errors: Any = aiohttp
+        self.session: Any = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=self.read_timeout),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
+                                          sock_read=self.read_timeout),
             auto_decompress=False, skip_auto_headers=("User-Agent",),
         )
 
-    async def request(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+    async def request(self, method: str, url: str, headers: Headers, body: bytes
                       ) -> tuple[int, Headers, bytes]:
         """(status, raw headers, body) of one upstream call."""
         aiohttp = self.errors
         try:
-            async with self.session.request(method, url, data=body or None, headers=headers,
+            async with self.session.request(method, url, data=body or None, headers=_text(headers),
                                             allow_redirects=False) as resp:
                 return resp.status, list(resp.raw_headers), await resp.read()
         except aiohttp.ClientConnectorError as exc:
@@ -53,12 +198,11 @@ class AiohttpUpstream:
 
     async def close(self) -> None:
         """Close the pool."""
-        if self.session is not None:
-            await self.session.close()
+        await self.session.close()
 
 
 class HttpxUpstream(AiohttpUpstream):
-    """The same with one ``httpx.AsyncClient`` (``--client httpx``; kept to compare in bench/)."""
+    """The same with one ``httpx.AsyncClient``."""
 
     async def start(self) -> None:
         import httpx
@@ -66,15 +210,15 @@ class HttpxUpstream(AiohttpUpstream):
         self.errors = httpx
         self.session = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=self.connections, max_keepalive_connections=self.connections),
-            timeout=httpx.Timeout(self.read_timeout, connect=2.0), follow_redirects=False,
+            timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout), follow_redirects=False,
         )
 
-    async def request(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+    async def request(self, method: str, url: str, headers: Headers, body: bytes
                       ) -> tuple[int, Headers, bytes]:
         """(status, raw headers, body) of one upstream call."""
         httpx = self.errors
         try:
-            resp = await self.session.request(method, url, content=body or None, headers=headers)
+            resp = await self.session.request(method, url, content=body or None, headers=_text(headers))
             return resp.status_code, list(resp.headers.raw), resp.content
         except httpx.ConnectError as exc:
             raise UpstreamError("connect", str(exc)) from None
@@ -85,9 +229,8 @@ class HttpxUpstream(AiohttpUpstream):
 
     async def close(self) -> None:
         """Close the pool."""
-        if self.session is not None:
-            await self.session.aclose()
+        await self.session.aclose()
 
 
-UPSTREAMS = {"aiohttp": AiohttpUpstream, "httpx": HttpxUpstream}
-
+UPSTREAMS = {"raw": RawUpstream, "aiohttp": AiohttpUpstream, "httpx": HttpxUpstream}
+DEFAULT_CLIENT = "raw" if importlib.util.find_spec("httptools") else "aiohttp"

@@ -1,0 +1,177 @@
+"""Security rules, each with a negative test: loopback by default, API keys, no pickle,
+skops, no secrets captured, append-only audit log, TLS."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.linear_model import LogisticRegression
+
+import nbdeploy.api as api
+from nbdeploy import config
+from nbdeploy.cli import cli
+from nbdeploy.registry import Registry
+from tests import models
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def stop_all():
+    yield
+    reg = Registry()
+    for dep in reg.deployments():
+        for v in reg.versions(dep["name"]):
+            api.process.stop_pid(v.get("pid"), grace=3)
+
+
+@pytest.fixture(scope="module")
+def iris_model():
+    X, y = models.iris()
+    return LogisticRegression(max_iter=500).fit(X, y), X
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses listening on ``port``, read from /proc/net/tcp."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        hexip, hexport = local.split(":")
+        if int(hexport, 16) == port and state == "0A":
+            out.add(".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return out
+
+
+def test_serves_on_loopback_by_default(iris_model, stop_all):
+    model, X = iris_model
+    dep = api.deploy(model, "loop", X)
+    assert dep.row["host"] == "127.0.0.1"
+    assert _listen_addresses(dep.row["port"]) == {"127.0.0.1"}
+
+
+def test_other_address_needs_api_key_and_health_stays_open(iris_model, stop_all):
+    model, X = iris_model
+    api.deploy(model, "keyed", X, serve=False)
+    shown: list[str] = []
+    dep = api.start("keyed", 1, host="0.0.0.0", progress=lambda s, m: shown.append(m))
+    key = dep.api_key
+    assert key and any(key in m and "shown once" in m for m in shown)
+    assert _listen_addresses(dep.row["port"]) == {"0.0.0.0"}
+    url, rows = dep.url, {"rows": X.head(2).to_dict(orient="records")}
+    for path in ("/predict", "/predict_proba"):
+        assert httpx.post(url + path, json=rows).status_code == 401
+        assert httpx.post(url + path, json=rows, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(url + "/metadata").status_code == 401
+    assert httpx.get(url + "/docs.json").status_code == 401
+    assert httpx.post(url + "/v2/models/keyed/infer", json={}).status_code == 401
+    for path in ("/readyz", "/livez", "/v2/health/live", "/v2/health/ready"):
+        assert httpx.get(url + path).status_code == 200, path
+    ok = httpx.post(url + "/predict", json=rows, headers={"Authorization": f"Bearer {key}"})
+    assert ok.status_code == 200 and ok.json() == model.predict(X.head(2)).tolist()
+    assert httpx.post(url + "/predict", json=rows, headers={"X-API-Key": key}).status_code == 200
+    # the key is never written to the registry or the audit log
+    assert key not in Path(config.registry_path()).read_bytes().decode(errors="ignore")
+    assert all(key not in json.dumps(e) for e in Registry().events())
+
+
+def test_pickle_payloads_are_refused(iris_model, stop_all):
+    import pickle
+
+    model, X = iris_model
+    dep = api.deploy(model, "nopickle", X)
+    for ctype in ("application/vnd.bentoml+pickle", "application/python-pickle", "application/x-pickle"):
+        resp = httpx.post(f"{dep.url}/predict", content=pickle.dumps({"rows": []}),
+                          headers={"content-type": ctype})
+        assert resp.status_code == 415 and "pickle" in resp.json()["error"]
+    assert httpx.post(f"{dep.url}/predict", json={"rows": X.head(1).to_dict(orient="records")}).status_code == 200
+
+
+def test_skops_format_serves_and_loads_with_explicit_trusted_types(stop_all):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    X, y = models.mixed()
+    X = X[["age", "income", "plan"]]
+    pipe = Pipeline([("pre", ColumnTransformer([("oh", OneHotEncoder(), ["plan"])], remainder="passthrough")),
+                     ("rf", RandomForestClassifier(n_estimators=10, random_state=0))]).fit(X, y)
+    dep = api.deploy(pipe, "skopsed", X, format="skops")
+    row = dep.row
+    assert row["framework"] == "skops"
+    import bentoml
+
+    files = {p.name for p in Path(bentoml.models.get(row["model_tag"]).path).iterdir()}
+    assert "model.skops" in files and not any(f.endswith((".pkl", ".joblib")) for f in files)
+    assert dep.predict(X.head(5)) == pipe.predict(X.head(5)).tolist()
+    meta = httpx.get(f"{dep.url}/metadata").json()
+    assert isinstance(meta["skops_trusted"], list)
+    loaded, _ = api.load_model("skopsed")
+    np.testing.assert_array_equal(loaded.predict(X.head(5)), pipe.predict(X.head(5)))
+    with pytest.raises(api.NbdeployError, match="scikit-learn estimators"):
+        api.deploy(lambda df: df["age"], "skops-bad", X, format="skops")
+
+
+def test_no_secret_from_the_environment_is_captured(iris_model, monkeypatch, tmp_path, stop_all):
+    secret = "sk-PLANTED-7f3a9c1e5b"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("NBDEPLOY_API_KEY", secret)
+    creds = Path.home() / ".nbdeploy-test-credentials"
+    creds.write_text(f"token={secret}\n")
+    try:
+        model, X = iris_model
+        dep = api.deploy(model, "secretless", X)
+        import bentoml
+
+        places = [Path(config.home()), Path(bentoml.get(dep.row["bento_tag"]).path),
+                  Path(bentoml.models.get(dep.row["model_tag"]).path)]
+        for place in places:
+            for path in place.rglob("*"):
+                if path.is_file() and not path.name.endswith(".log"):
+                    assert secret.encode() not in path.read_bytes(), path
+    finally:
+        creds.unlink()
+
+
+def test_audit_log_is_append_only_and_exportable(iris_model, stop_all):
+    model, X = iris_model
+    api.deploy(model, "audited", X, serve=False)
+    conn = sqlite3.connect(config.registry_path())
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE events SET action = 'forged'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    conn.close()
+    result = CliRunner().invoke(cli, ["audit", "--json"])
+    assert result.exit_code == 0, result.output
+    events = json.loads(result.output)
+    assert [e["action"] for e in events] == ["deploy"]
+    assert events[0]["name"] == "audited" and events[0]["user"] == "tester"
+
+
+def test_tls_serves_https_with_a_self_signed_certificate(iris_model, tmp_path, stop_all):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    model, X = iris_model
+    api.deploy(model, "tls", X, serve=False)
+    dep = api.start("tls", 1, tls_cert=cert, tls_key=key)
+    assert dep.url.startswith("https://")
+    resp = httpx.post(f"{dep.url}/predict", json={"rows": X.head(2).to_dict(orient="records")},
+                      verify=str(cert))
+    assert resp.status_code == 200
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(dep.url.replace("https://", "http://") + "/readyz", timeout=3)
+    with pytest.raises(api.NbdeployError, match="both"):
+        api.start("tls", 1, port=None, tls_cert=cert)
+
+
