@@ -4,7 +4,6 @@ skops, no secrets captured, append-only audit log, TLS."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -91,7 +90,8 @@ def test_pickle_payloads_are_refused(iris_model, stop_all):
         resp = httpx.post(f"{dep.url}/predict", content=pickle.dumps({"rows": []}),
                           headers={"content-type": ctype})
         assert resp.status_code == 415 and "pickle" in resp.json()["error"]
-    assert httpx.post(f"{dep.url}/predict", json={"rows": X.head(1).to_dict(orient="records")}).status_code == 200
+    good = {"rows": X.head(1).to_dict(orient="records")}
+    assert httpx.post(f"{dep.url}/predict", json=good).status_code == 200
 
 
 def test_skops_format_serves_and_loads_with_explicit_trusted_types(stop_all):
@@ -102,7 +102,8 @@ def test_skops_format_serves_and_loads_with_explicit_trusted_types(stop_all):
 
     X, y = models.mixed()
     X = X[["age", "income", "plan"]]
-    pipe = Pipeline([("pre", ColumnTransformer([("oh", OneHotEncoder(), ["plan"])], remainder="passthrough")),
+    pre = ColumnTransformer([("oh", OneHotEncoder(), ["plan"])], remainder="passthrough")
+    pipe = Pipeline([("pre", pre),
                      ("rf", RandomForestClassifier(n_estimators=10, random_state=0))]).fit(X, y)
     dep = api.deploy(pipe, "skopsed", X, format="skops")
     row = dep.row

@@ -61,7 +61,8 @@ def test_single_2d_tensor_and_standard_errors(served):
         "ragged": {"inputs": [{"name": c, "shape": [i + 1], "datatype": "FP64", "data": [1.0] * (i + 1)}
                               for i, c in enumerate(X.columns)]},
         "no inputs": {"inputs": []},
-        "wrong shape": {"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+        "wrong shape": {"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP64",
+                                    "data": [1, 2, 3]}]},
     }
     for title, payload in bad_cases.items():
         resp = httpx.post(url, json=payload)
