@@ -148,9 +148,9 @@ function VersionRow(props: { model: DeploymentsModel; dep: IDeploymentSummary; v
       {version.reason && <div className="nbd-reason">{version.reason}</div>}
       <dl className="nbd-lineage">
         <dt>created</dt>
-        <dd title={`${new Date(version.created_at * 1000).toString()} by ${version.created_by}`}>
-          {formatTime(version.created_at)} · {version.created_by}
-        </dd>
+        <dd title={new Date(version.created_at * 1000).toString()}>{formatTime(version.created_at)}</dd>
+        <dt>by</dt>
+        <dd>{version.created_by}</dd>
         <dt>notebook</dt>
         <dd title={lineage.notebook ?? ''}>{basename(lineage.notebook)}</dd>
         <dt>git</dt>

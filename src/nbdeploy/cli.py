@@ -20,7 +20,8 @@ from nbdeploy import api
 from nbdeploy.errors import NbdeployError
 from nbdeploy.registry import Registry
 
-console = Console(highlight=False)
+# Full-width tables when piped (CI logs, grep); the terminal's width otherwise.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 STATUS_STYLE = {
     "serving": "bold green", "ready": "cyan", "starting": "yellow", "candidate": "yellow",
