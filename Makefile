@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) || echo "wrk unavailable: using the Python load generator"
 	$(BIN)/python -m bench.run_all
 
 clean:
