@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ import pytest
 
 from nbdeploy import api
 from nbdeploy.deployment import Deployment
-from nbdeploy.errors import NbdeployError, NotFoundError
+from nbdeploy.errors import NbdeployError, NotFoundError, ServeError
 from nbdeploy.monitor import FeedbackStore, PredictionLog
 from nbdeploy.registry import Registry
 from nbdeploy.serve import endpoint, process
@@ -148,6 +149,12 @@ def test_stable_url_survives_new_version_rollback_and_router_restarts(ctx: Ctx) 
     assert endpoint.router_status(NAME)["running"] is False
     with pytest.raises(httpx.ConnectError):
         predict(ctx.url_after_v1, ctx.rows(0))
+    port = endpoint.router_status(NAME)["port"]
+    with socket.socket() as squatter:  # another program took the port meanwhile
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(ServeError, match=f"port {port} is taken by another program"):
+            endpoint.ensure_router(NAME)
     assert endpoint.ensure_router(NAME) == ctx.url_after_v1  # same port after a restart
     assert predict(ctx.url_after_v1, ctx.rows(0)).status_code == 200
 

@@ -17,6 +17,15 @@ import ipywidgets as W
 from nbdeploy.notebook import snippets, tabs
 
 STAGES = ("capturing", "building", "starting", "validating", "serving")
+TAB_TITLES = ("Overview", "Validation", "Explain", "Versions", "Monitor")
+TAB_CLASSES = (tabs.OverviewTab, tabs.ValidationTab, tabs.ExplainTab, tabs.VersionsTab, tabs.MonitorTab)
+TAB_HINTS = (
+    "The endpoint, schema and client snippets appear here once built.",
+    "Validation runs appear here when you deploy with --validate NOTEBOOK.",
+    "SHAP explanations of the reference sample: open this tab after the deploy.",
+    "Every version of this deployment, with promote and rollback.",
+    "Traffic, latency, errors and drift of the serving version.",
+)
 TERMINAL = {"serving", "failed", "rejected", "stopped", "ready"}
 
 
@@ -37,15 +46,13 @@ class DeploymentPanel:
         self.log_box = W.Accordion(children=[self.log], selected_index=None)
         self.log_box.set_title(0, "Log")
         self.message = W.HTML()
-        self.overview = tabs.OverviewTab(self)
-        self.validation = tabs.ValidationTab(self)
-        self.explain = tabs.ExplainTab(self)
-        self.versions = tabs.VersionsTab(self)
-        self.monitor = tabs.MonitorTab(self)
-        self.tabs = W.Tab(children=[t.widget for t in (self.overview, self.validation, self.explain,
-                                                        self.versions, self.monitor)])
-        for i, title in enumerate(("Overview", "Validation", "Explain", "Versions", "Monitor")):
-            self.tabs.set_title(i, title)
+        # Tabs are built when first opened, so %deploy hands control back quickly.
+        self._tabs: dict[int, Any] = {}
+        self._summary: dict[str, Any] | None = None
+        placeholders = [W.HTML(f"<i>{hint}</i>") for hint in TAB_HINTS]
+        self.tabs = W.Tab(children=placeholders, titles=TAB_TITLES)
+        self.tabs.observe(lambda change: self._tab(change["new"]), names="selected_index")
+        self._tab(0)
         self.deploy_btn = W.Button(description="Redeploy", icon="rocket", disabled=redeploy is None,
                                    tooltip="Capture the model variable again and deploy a new version")
         self.stop_btn = W.Button(description="Stop", icon="stop", button_style="warning")
@@ -64,6 +71,26 @@ class DeploymentPanel:
         )
         self.widget.add_class("nbdeploy-panel")
         self._render_header()
+
+    def _tab(self, index: int | None) -> Any:
+        """The tab object at ``index``, built (and filled) on first use."""
+        if index is None:
+            return None
+        if index not in self._tabs:
+            tab = TAB_CLASSES[index](self)
+            self._tabs[index] = tab
+            children = list(self.tabs.children)
+            children[index] = tab.widget
+            self.tabs.children = children
+            if self._summary is not None and hasattr(tab, "refresh"):
+                tab.refresh(self._summary)
+        return self._tabs[index]
+
+    overview = property(lambda self: self._tab(0))
+    validation = property(lambda self: self._tab(1))
+    explain = property(lambda self: self._tab(2))
+    versions = property(lambda self: self._tab(3))
+    monitor = property(lambda self: self._tab(4))
 
     # -- display ---------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
@@ -146,8 +173,10 @@ class DeploymentPanel:
             f"<a href='{url}/docs' target='_blank' style='margin-left:8px'>Open docs ↗</a>" if url else ""
         )
         self._render_header()
-        for tab in (self.overview, self.validation, self.versions):
-            tab.refresh(summary)
+        self._summary = summary
+        for tab in list(self._tabs.values()):
+            if hasattr(tab, "refresh"):
+                tab.refresh(summary)
 
     # -- actions ---------------------------------------------------------------------------
     def _run(self, action: Callable[[], None]) -> None:

@@ -203,6 +203,13 @@ class Router:
             payload = {"error": str(exc), **({"field": exc.field} if exc.field else {})}
             await self._send(send, exc.status, JSON, json.dumps(payload).encode(),
                              request_id or str(uuid.uuid4()), self.table.serving)
+        except Exception as exc:  # a router bug must still answer JSON, and be in the log
+            log.exception("request %s failed in the router", request_id)
+            payload = {"error": f"the router of {self.name} failed: {type(exc).__name__}: {exc}; "
+                       f"see its log {config.logs_dir() / (self.name + '-router.log')}"}
+            with contextlib.suppress(Exception):
+                await self._send(send, 502, JSON, json.dumps(payload).encode(),
+                                 request_id or str(uuid.uuid4()), self.table.serving)
 
     async def _body(self, receive: Any) -> bytes:
         chunks, size, more = [], 0, True
@@ -262,7 +269,8 @@ class Router:
                         break
             if attempt == 0:
                 self.stats["retries"] += 1
-                self.reload(force=True)
+                with contextlib.suppress(sqlite3.Error):
+                    self.reload(force=True)
         return (version, *self._down(version))
 
     async def _proxy(self, send: Any, method: str, path: str, target: str, headers: Headers,
