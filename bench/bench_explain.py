@@ -27,7 +27,7 @@ import xgboost
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
-from nbdeploy.explain import explain
+from nbdeploy.explanations import explain
 from nbdeploy.package.runtime.explainer import make_explainer
 
 REPEATS = 7  # 1000-row runs; the best time of each contender is kept

@@ -31,7 +31,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from nbdeploy.explain import Explanation, explain
+from nbdeploy.explanations import Explanation, explain
 from nbdeploy.package.runtime.explainer import make_explainer
 
 ROOT = Path(__file__).resolve().parent.parent

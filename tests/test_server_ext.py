@@ -308,3 +308,21 @@ def test_split_passes_integer_weights_to_the_core(
     assert status == 200
     assert seen == [("iris", {1: 90, 2: 10})]
     assert answer["weights"] == {"1": 90, "2": 10}
+
+
+def test_drift_report_objects_become_json(
+    registered: str, call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbdeploy.monitor.drift import DriftReport, FeatureDrift
+
+    feature = FeatureDrift(name="petal width (cm)", kind="numeric", psi=float("nan"), test="ks",
+                           statistic=0.5, p_value=0.001, drifted=True, verdict="drift",
+                           reason="p < alpha", n_reference=150, n_current=40)
+    report = DriftReport(features=[feature], drifted=["petal width (cm)"], verdict="drift",
+                         n_reference=150, n_current=40)
+    monkeypatch.setattr(api, "drift", lambda name: report, raising=False)
+    status, answer = call("GET", "deployments", "iris", "drift")
+    assert status == 200
+    assert answer["verdict"] == "drift"
+    assert answer["features"][0]["psi"] is None
+    assert answer["features"][0]["p_value"] == 0.001

@@ -75,13 +75,16 @@ def deploy(
     With ``validate`` notebooks the candidate is served on a side port and becomes the
     serving version only if every notebook passes and every ``require`` holds; otherwise it
     is recorded as rejected and the current version keeps serving untouched."""
-    # retrain/reproduce hook
-    from nbdeploy.intercept import GATE_KEYS, intercept
-    gate = {"validate": validate, "require": require, "require_better": require_better, "params": params}
-    captured, gate = intercept(model, name, sample, gate)
-    if captured is not None:
-        return captured
-    validate, require, require_better, params = map(gate.get, GATE_KEYS)
+    # retrain/reproduce hook: a training notebook run by `nbdeploy retrain|reproduce`
+    if os.environ.get("NBDEPLOY_REPRODUCE_DIR") or os.environ.get("NBDEPLOY_RETRAIN_OPTIONS"):
+        from nbdeploy.intercept import GATE_KEYS, intercept
+
+        gate = {"validate": validate, "require": require, "require_better": require_better,
+                "params": params}
+        captured, gate = intercept(model, name, sample, gate)
+        if captured is not None:
+            return captured
+        validate, require, require_better, params = map(gate.get, GATE_KEYS)
     say = progress or _noop
     check_name(name)
     reg = Registry()
@@ -274,6 +277,12 @@ def verify_artifact(row: dict[str, Any]) -> None:
         )
 
 
+def _ensure_router(name: str) -> str:
+    from nbdeploy.serve import endpoint
+
+    return endpoint.ensure_router(name)
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach."""
     return host in ("localhost", "::1") or host.startswith("127.")
@@ -294,7 +303,10 @@ def start(
     reg = Registry()
     row = reg.version(name, version)
     dep = Deployment(name, row["version"])
+    serving = reg.deployment(name)["serving_version"] == row["version"]
     if dep.status() == "serving":
+        if serving:
+            _ensure_router(name)
         return dep
     verify_artifact(row)
     key = api_key or os.environ.get("NBDEPLOY_API_KEY") or None
@@ -321,6 +333,8 @@ def start(
     reg.log_event("start", name=name, version=row["version"],
                   detail={"pid": pid, "port": port, "host": host, "tls": bool(tls_cert),
                           "api_key": bool(key)})
+    if serving:
+        _ensure_router(name)
     started = Deployment(name, row["version"])
     started.api_key = key
     say("serving", f"{name} v{row['version']} serving at {started.url}")
@@ -333,26 +347,36 @@ def promote(
     name: str, version: int, *, port: int | None = None, host: str = config.DEFAULT_HOST,
     progress: Progress | None = None,
 ) -> Deployment:
-    """Make ``version`` the serving one: start it if needed, then stop the previous one."""
-    reg = Registry()
-    dep = reg.deployment(name)
-    previous = dep["serving_version"]
+    """Make ``version`` the serving one behind the stable URL, then stop the previous server.
+
+    The router switches only once the new server answers, so clients see no failed request."""
+    from nbdeploy.serve import endpoint
+
+    say = progress or _noop
+    row = Registry().version(name, version)
+    if row["status"] in ("rejected", "failed", "interrupted", "candidate"):
+        raise NbdeployError(
+            f"{name} v{version} is {row['status']} ({row.get('reason') or 'no reason recorded'}); "
+            "only a version that passed its gate can serve."
+        )
     new = start(name, version, port=port, host=host, progress=progress)
-    reg.update_version(name, version, status="serving", reason=None)
-    reg.update_deployment(name, serving_version=version)
-    reg.log_event("promote", name=name, version=version, detail={"previous": previous})
-    if previous and previous != version:
-        prev_row = reg.version(name, previous)
-        process.stop_pid(prev_row.get("pid"))
-        if prev_row["status"] == "serving":
-            reg.update_version(name, previous, status="ready")
+    done = endpoint.switch(name, version)
+    Registry().log_event("promote", name=name, version=version, detail={"previous": done["previous"]})
+    if done["previous"] and done["previous"] != version:
+        stop(name, done["previous"], router=False)
+    say("serving", f"{name} v{version} serving at {done['url']} (stable endpoint)")
     return new
 
 
-def stop(name: str, version: int | None = None) -> bool:
-    """Stop a version's server (by default the serving one); True if one was running."""
+def stop(name: str, version: int | None = None, *, router: bool | None = None) -> bool:
+    """Stop a version's server (by default the serving one, and then the stable endpoint's
+    router too); True if a server was running."""
     reg = Registry()
     row = reg.version(name, version)
+    if router if router is not None else version is None:
+        from nbdeploy.serve import endpoint
+
+        endpoint.stop_router(name)
     stopped = process.stop_pid(row.get("pid"))
     reg.update_version(name, row["version"], pid=None)
     reg.log_event("stop", name=name, version=row["version"], detail={"was_running": stopped})
@@ -449,3 +473,46 @@ def rollback(name: str, to: int | None = None, *, progress: Progress | None = No
         )
     reg.log_event("rollback", name=name, version=to, detail={"from": current})
     return promote(name, to, progress=progress)
+
+
+def split(name: str, weights: dict[int, int]) -> dict[int, int]:
+    """Route shares of traffic to versions, e.g. ``split("iris", {3: 90, 4: 10})``."""
+    from nbdeploy.serve import endpoint
+
+    return endpoint.set_split(name, weights)
+
+
+def get_split(name: str) -> dict[int, int]:
+    """The current traffic split (``{}`` when one version serves)."""
+    from nbdeploy.serve import endpoint
+
+    return endpoint.get_split(name)
+
+
+def shadow(name: str, version: int | None) -> None:
+    """Mirror prediction traffic to ``version`` (answers logged, never returned); None stops."""
+    from nbdeploy.serve import endpoint
+
+    endpoint.set_shadow(name, version)
+
+
+def kpis(name: str, window: str | float | None = "1h") -> dict[int, dict[str, Any]]:
+    """Request rate, error rate and latency percentiles per version."""
+    from nbdeploy import monitoring
+
+    return monitoring.kpis(name, window)
+
+
+def drift(name: str, version: int | None = None, window: str | float | None = "24h") -> Any:
+    """Drift of recent traffic against the version's reference sample (a DriftReport)."""
+    from nbdeploy import monitoring
+
+    return monitoring.drift(name, version, window=window)
+
+
+def endpoint_url(name: str) -> str | None:
+    """The stable URL of a deployment (None before its first serve)."""
+    from nbdeploy.serve.endpoint import router_url
+
+    port = Registry().deployment(name).get("router_port")
+    return router_url(port) if port else None

@@ -39,7 +39,16 @@ class Deployment:
         scheme = "https" if row.get("tls") else "http"
         return f"{scheme}://{host}:{row['port']}"
 
-    endpoint = url
+    @property
+    def endpoint(self) -> str | None:
+        """The stable URL when this is the serving version, else this version's own URL."""
+        row = self.row
+        dep = Registry().deployment(self.name)
+        if dep["serving_version"] == row["version"] and dep.get("router_port"):
+            from nbdeploy.serve.endpoint import router_url
+
+            return router_url(dep["router_port"])
+        return self.url
 
     def status(self) -> str:
         """``serving`` when the process lives and answers /readyz; ``down`` when it died;
@@ -65,7 +74,8 @@ class Deployment:
             "status": self.status(),
             "state": row["status"],
             "reason": row.get("reason"),
-            "endpoint": self.url,
+            "endpoint": self.endpoint,
+            "version_url": self.url,
             "framework": row["framework"],
             "task": row["task"],
             "bento_tag": row["bento_tag"],
@@ -77,7 +87,7 @@ class Deployment:
 
     # -- client --------------------------------------------------------------------------
     def _post(self, route: str, rows: Any) -> Any:
-        url = self.url
+        url = self.endpoint if self.status() == "serving" else self.url
         if not url:
             raise RuntimeError(f"{self.name} v{self.version} is not served; call .start() first.")
         records = _records(rows)

@@ -71,12 +71,16 @@ def test_quickstart_panel_serves_and_try_it_predicts(lab, artifacts_dir: Path) -
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
         expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_visible(
             timeout=120_000)
+        expect(page.locator(".jp-StatusBar-TextItem", has_text="Idle").first).to_be_visible(timeout=120_000)
         page.locator(".jp-Notebook").first.click()
-        page.keyboard.press("Escape")
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        page.locator("[data-command='notebook:restart-run-all']").first.click()
+        page.locator(".jp-Dialog button", has_text="Restart").first.click()
         badge = page.locator(".nbdeploy-panel .nbdeploy-badge").first
-        expect(badge).to_have_text("serving", timeout=300_000)
+        try:
+            expect(badge).to_have_text("serving", timeout=300_000)
+        except AssertionError:
+            page.screenshot(path=str(artifacts_dir / "panel-FAILED.png"))
+            raise
         news = page.locator(".jp-toast-button", has_text="No")
         if news.count() and news.first.is_visible():
             news.first.click()
@@ -88,6 +92,15 @@ def test_quickstart_panel_serves_and_try_it_predicts(lab, artifacts_dir: Path) -
         expect(answer).to_contain_text("HTTP 200", timeout=60_000)
         text = answer.inner_text()
         panel.screenshot(path=str(artifacts_dir / "panel-try-it.png"))
+        panel.locator(".lm-TabBar-tabLabel, .p-TabBar-tabLabel", has_text="Versions").first.click()
+        expect(panel.locator("text=◀ serving").first).to_be_visible(timeout=30_000)
+        panel.screenshot(path=str(artifacts_dir / "panel-versions.png"))
+        panel.locator(".lm-TabBar-tabLabel, .p-TabBar-tabLabel", has_text="Explain").first.click()
+        panel.locator("button", has_text="Explain").first.click()
+        expect(panel.locator("text=explainer").first).to_be_visible(timeout=120_000)
+        images = panel.locator("img")
+        assert images.count() >= 3
+        panel.screenshot(path=str(artifacts_dir / "panel-explain.png"))
         browser.close()
     # the answer shown is the prediction the live endpoint gives for that row
     assert "[" in text and ("0" in text or "1" in text)

@@ -1,29 +1,39 @@
-"""Monitoring: prediction log, input drift, feedback and live quality, KPIs, alerts, plots."""
+"""Monitoring: prediction log, input drift, feedback and live quality, KPIs, alerts, plots.
+
+Names load on first use, so the router (which only writes the prediction log) starts
+without importing scipy or matplotlib."""
 
 from __future__ import annotations
 
-from nbdeploy.monitor.alerts import Alert, AlertRule, AlertRuleError, evaluate, parse_rules
-from nbdeploy.monitor.drift import DriftReport, FeatureDrift, drift_report
-from nbdeploy.monitor.feedback import FeedbackError, FeedbackStore, compare_versions, live_metrics
-from nbdeploy.monitor.kpis import kpis, timeseries
-from nbdeploy.monitor.predlog import META_COLUMNS, PredictionLog, PredictionLogError
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "META_COLUMNS",
-    "Alert",
-    "AlertRule",
-    "AlertRuleError",
-    "DriftReport",
-    "FeatureDrift",
-    "FeedbackError",
-    "FeedbackStore",
-    "PredictionLog",
-    "PredictionLogError",
-    "compare_versions",
-    "drift_report",
-    "evaluate",
-    "kpis",
-    "live_metrics",
-    "parse_rules",
-    "timeseries",
-]
+_LAZY = {
+    "META_COLUMNS": "predlog",
+    "PredictionLog": "predlog",
+    "PredictionLogError": "predlog",
+    "Alert": "alerts",
+    "AlertRule": "alerts",
+    "AlertRuleError": "alerts",
+    "evaluate": "alerts",
+    "parse_rules": "alerts",
+    "DriftReport": "drift",
+    "FeatureDrift": "drift",
+    "drift_report": "drift",
+    "FeedbackError": "feedback",
+    "FeedbackStore": "feedback",
+    "compare_versions": "feedback",
+    "live_metrics": "feedback",
+    "kpis": "kpis",
+    "timeseries": "kpis",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f"nbdeploy.monitor.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nbdeploy.monitor' has no attribute {name!r}")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from nbdeploy.monitor.predlog import LockedFile, PredictionLog, dumps_line, read_lines
 
@@ -225,6 +224,8 @@ def compare_versions(
     ``difference`` is b minus a (accuracy, or MAE where lower is better), with a
     ``1 - alpha`` confidence interval and a two-sided p-value.
     """
+    from scipy import stats  # imported here: the router loads this module and needs no scipy
+
     since = None if window is None else (time.time() if now is None else now) - window
     pairs, _ = _pairs(predlog, feedback, task, since)
     present = sorted({v for v, _, _ in pairs})

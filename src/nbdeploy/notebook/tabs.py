@@ -148,14 +148,14 @@ class ExplainTab:
     def compute(self, rows: int = 200) -> None:
         """Explain the reference sample of the panel's version and draw the plots."""
         try:
-            from nbdeploy import explain as ex
+            from nbdeploy.explanations import explain
 
             ref = f"{self.panel.name}:{self.panel.version}" if self.panel.version else self.panel.name
             self.note.value = "<i>computing SHAP values…</i>"
             from nbdeploy import api
 
             model, reference = api.load_model(ref)
-            result = ex.explain(model, reference.head(rows), background=reference, progress=False)
+            result = explain(model, reference.head(rows), background=reference, progress=False)
             self.bar.value = result.to_png(result.plot_bar())
             self.beeswarm.value = result.to_png(result.plot_beeswarm())
             self.waterfall.value = result.to_png(result.plot_waterfall(0))

@@ -95,6 +95,8 @@ def ensure_router(name: str, port: int | None = None, *, timeout: float = 60.0) 
             if port is None or port == current:
                 return router_url(current)
             _stop(reg, name, dep)
+        elif process.alive(dep.get("router_pid"), marker=_marker(name)):
+            _stop(reg, name, dep)  # alive but not answering: replace it
         want = port or current
         if want and process.port_in_use(want):
             info = _describe(router_url(want))

@@ -145,21 +145,46 @@ def probe(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc), deepest last."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, sig)
+
+
 def stop_pid(pid: int | None, *, grace: float = 10.0) -> bool:
-    """SIGTERM the server's process group (letting in-flight requests drain), then SIGKILL."""
+    """SIGTERM the server and its workers (letting in-flight requests drain), then SIGKILL
+    whatever is left — workers included, since BentoML starts them in their own sessions."""
     if not pid or not alive(pid):
         return False
+    family = [pid, *descendants(pid)]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(os.getpgid(pid), signal.SIGTERM)
+    _signal_all(family, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not alive(pid):
+        if not any(alive(p) for p in family):
             return True
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    _signal_all(family + [d for p in family for d in descendants(p)], signal.SIGKILL)
     for _ in range(50):
-        if not alive(pid):
+        if not any(alive(p) for p in family):
             break
         time.sleep(0.05)
     return True
