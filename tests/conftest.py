@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Point nbdeploy's registry and BentoML's store at a fresh temporary folder."""
     base = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("NBDEPLOY_HOME", str(base / "nbdeploy"))
@@ -19,7 +22,22 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
     monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
     monkeypatch.setenv("NBDEPLOY_USER", "tester")
-    return base
+    yield base
+    _stop_everything(base / "nbdeploy" / "registry.sqlite")
+
+
+def _stop_everything(registry: Path) -> None:
+    """Stop every model server and router a test left running (they outlive their starter)."""
+    if not registry.exists():
+        return
+    from nbdeploy.registry import Registry
+    from nbdeploy.serve.process import stop_pid
+
+    reg = Registry(registry)
+    for dep in reg.deployments():
+        stop_pid(dep.get("router_pid"), grace=3)
+        for v in reg.versions(dep["name"]):
+            stop_pid(v.get("pid"), grace=3)
 
 
 @pytest.fixture

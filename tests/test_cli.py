@@ -57,7 +57,8 @@ def test_list_show_predict_status_logs_stop(tmp_path):
     dep = api.deploy(model, "cli-iris", X)
     try:
         code, out = run("list")
-        assert code == 0 and "cli-iris" in out and "serving" in out and dep.url in out
+        assert code == 0 and "cli-iris" in out and "serving" in out and dep.endpoint in out
+        assert dep.endpoint != dep.url  # the stable endpoint, not the version's own port
         code, out = run("list", "--json")
         assert json.loads(out)[0]["status"] == "serving"
         code, out = run("show", "cli-iris")
@@ -87,4 +88,4 @@ def test_list_show_predict_status_logs_stop(tmp_path):
         assert code == 0 and "stopped" in out
         assert api.get("cli-iris").status() == "stopped"
     finally:
-        api.process.stop_pid(Registry().version("cli-iris", 1).get("pid"), grace=3)
+        api.stop("cli-iris")
