@@ -30,12 +30,14 @@ ui-deps:
 	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	    || echo "chromium could not be installed: UI tests will be skipped" )
 
+# Build the JupyterLab sidebar and link it into the venv (a wheel ships it prebuilt).
 labextension: $(STAMP)
-	@if [ -f labextension/package.json ]; then \
-	  cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm build; fi
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm build
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter-builder develop --overwrite .
 
 test: $(STAMP) ui-deps labextension
 	$(BIN)/ruff check src tests bench
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
