@@ -11,9 +11,12 @@ Rows:
 - 60 s through the stable endpoint while, at 15 s, ``api.rollback`` makes v1 serve (stopping
   v2), at 30 s ``endpoint.set_split({1: 50, 2: 50})`` starts v2 again and splits, at 45 s
   ``set_split(None)`` ends the split (target: 0 failed; ratio against the steady router run);
-- one lone 1-row request's latency after a single 10 000-row request, against the same before
-  it (median of 15 sequential requests each; target <= 2x): BentoML's adaptive batcher cuts a big
-  request into ``max_batch_size`` chunks and learns their queueing time as its wait.
+- one lone 1-row request's latency after three 10 000-row requests, against the same before them
+  (median of 15 sequential requests each; target <= 2x): BentoML's adaptive batcher cuts a big
+  request into ``max_batch_size`` chunks, learns their queueing time as the wait to hold every
+  later request for, and each held request feeds that wait back (measured with the template of
+  commit fc1c036: 0.1 s before, 1.3 s after one big request, 3.3 s after three, still 3.6 s 10 s
+  later).
 
 Run: python -m bench.bench_load
 """
@@ -106,7 +109,8 @@ def _run(work: Path) -> list[dict[str, Any]]:
     big = {"rows": json.loads(X.sample(10_000, replace=True, random_state=0).to_json(orient="records"))}
     try:
         before = _lone_latency(f"{direct}/predict", body)
-        httpx.post(f"{direct}/predict", json=big, timeout=300).raise_for_status()
+        for _ in range(3):
+            httpx.post(f"{direct}/predict", json=big, timeout=300).raise_for_status()
         after = _lone_latency(f"{direct}/predict", body)
         run_load(f"{direct}/predict", body, seconds=2, clients=CLIENTS)  # warm-up
         plain = run_load(f"{direct}/predict", body, seconds=SECONDS, clients=CLIENTS)
@@ -131,7 +135,7 @@ def _run(work: Path) -> list[dict[str, Any]]:
          "baseline": f"{steady.rps:.0f} req/s through the router with no change",
          "ratio": round(changing.rps / steady.rps, 2) if steady.rps else None,
          "target": "0 failed requests", "met": changing.errors == 0},
-        {"benchmark": "lone 1-row request after one 10 000-row request (median of 15, direct)",
+        {"benchmark": "lone 1-row request after three 10 000-row requests (median of 15, direct)",
          "figure": f"{after * 1000:.0f} ms", "baseline": f"{before * 1000:.0f} ms before it",
          "ratio": round(after / before, 2), "target": "<= 2x", "met": after <= 2 * before},
     ]

@@ -90,7 +90,7 @@ def main() -> int:
             _show(f"bad input: {title}", httpx.post(f"{url}/predict", json={"rows": body}))
         _show("bad input: malformed JSON", httpx.post(
             f"{url}/predict", content=b'{"rows": [', headers={"content-type": "application/json"}))
-        print(f"\n   endpoint {url}  (Swagger UI at {url}/docs)")
+        print(f"\n   endpoint {url}  (Swagger UI at {url}/)")
         print(f"   metadata: {json.dumps(httpx.get(f'{url}/metadata').json()['pins'])[:160]}…")
     finally:
         print("\n5. stop the server")

@@ -74,7 +74,8 @@ def test_sidebar_lists_follows_and_rolls_back(
     # listed: serving v2, with its endpoint; expanded: both versions and their lineage
     expect(badge).to_have_text("serving")
     expect(row.locator(".nbd-serving-version")).to_have_text("v2")
-    endpoint = api.get("iris").url
+    endpoint = api.get("iris").endpoint  # the stable URL, not a version's own port
+    assert endpoint != api.get("iris").url
     expect(row.locator(".nbd-endpoint")).to_have_text(endpoint)
     row.locator(".nbd-deployment-head").click()
     versions = row.locator(".nbd-version")
@@ -98,7 +99,8 @@ def test_sidebar_lists_follows_and_rolls_back(
     page.screenshot(path=str(artifacts_dir / "sidebar-after-rollback.png"))
 
     assert Registry().deployment("iris")["serving_version"] == 1
-    url = api.get("iris").url
+    url = api.get("iris").endpoint
+    assert url == endpoint  # rollback keeps the stable URL
     assert httpx.get(f"{url}/metadata", timeout=10).json()["version"] == 1
 
     # the palette command opens the selected deployment's API docs in a new tab

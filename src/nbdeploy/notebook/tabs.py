@@ -58,7 +58,7 @@ class OverviewTab:
                         ", ".join(map(str, (c.get("categories") or [])[:6]))]
                        for c in row["schema"]["columns"]]
         pins = " ".join(f"{k}=={v}" for k, v in sorted(row["pins"].items()))
-        endpoint = (f"<a href='{self.url}/docs' target='_blank'><code>{self.url}</code></a>" if self.url
+        endpoint = (f"<a href='{self.url}/' target='_blank' title='Swagger UI'><code>{self.url}</code></a>" if self.url
                     else f"<i>not serving ({summary['status']})</i>")
         self.info.value = (
             f"<div><b>Endpoint</b>: {endpoint}&nbsp; <b>framework</b>: {row['framework']} "
@@ -186,11 +186,12 @@ class VersionsTab:
         serving = summary["serving_version"]
         rows = [[f"v{v['version']}" + (" ◀ serving" if v["version"] == serving else ""),
                  snippets.badge_html(v["status"]), v["framework"], when(v["created_at"]), v["created_by"],
-                 (v.get("lineage") or {}).get("notebook") or "—", v.get("reason") or ""]
+                 Path((v.get("lineage") or {}).get("notebook") or "—").name, v.get("reason") or ""]
                 for v in reversed(versions)]
         self.table.value = snippets.table_html(
             ["version", "state", "framework", "created", "by", "notebook", "reason"], rows)
         self.choice.options = [(f"v{v['version']} ({v['status']})", v["version"]) for v in reversed(versions)]
+        self.choice.value = serving or versions[-1]["version"]
 
     def _promote(self) -> None:
         from nbdeploy import api
