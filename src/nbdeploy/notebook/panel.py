@@ -170,7 +170,8 @@ class DeploymentPanel:
             self.message.value = ""
         url = summary.get("endpoint")
         self.docs_link.value = (
-            f"<a href='{url}/' target='_blank' style='margin-left:8px' title='Swagger UI of the service'>Open docs ↗</a>" if url else ""
+            f"<a href='{url}/' target='_blank' style='margin-left:8px' title='Swagger UI of the service'>"
+            "Open docs ↗</a>" if url else ""
         )
         self._render_header()
         self._summary = summary

@@ -58,7 +58,8 @@ class OverviewTab:
                         ", ".join(map(str, (c.get("categories") or [])[:6]))]
                        for c in row["schema"]["columns"]]
         pins = " ".join(f"{k}=={v}" for k, v in sorted(row["pins"].items()))
-        endpoint = (f"<a href='{self.url}/' target='_blank' title='Swagger UI'><code>{self.url}</code></a>" if self.url
+        endpoint = (f"<a href='{self.url}/' target='_blank' title='Swagger UI'><code>{self.url}</code></a>"
+                    if self.url
                     else f"<i>not serving ({summary['status']})</i>")
         self.info.value = (
             f"<div><b>Endpoint</b>: {endpoint}&nbsp; <b>framework</b>: {row['framework']} "
