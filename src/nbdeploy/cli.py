@@ -169,14 +169,26 @@ def status(ref: str | None) -> None:
     """Probe the live server(s): serving, starting, down (process died) or stopped.
 
     Exits 1 when a deployment that should serve is down, so cron or CI can alert."""
+    from nbdeploy import monitoring
+
     rows = [api.get(ref).summary()] if ref else api.deployments()
-    table = Table("name", "version", "status", "pid", "endpoint")
+    table = Table("name", "version", "status", "pid", "endpoint", "alerts")
     bad = False
+    firing = []
     for r in rows:
+        try:
+            fired = monitoring.alerts(r["name"])
+        except Exception as exc:  # monitoring must never hide the server status
+            fired, note = [], f"[dim]unavailable: {exc}[/dim]"
+        else:
+            note = f"[red]{len(fired)} firing[/red]" if fired else "—"
+        firing += fired
         table.add_row(r["name"], f"v{r['version']}", badge(r["status"]), str(r["pid"] or "—"),
-                      r["endpoint"] or "—")
+                      r["endpoint"] or "—", note)
         bad = bad or r["status"] == "down"
     console.print(table)
+    for alert in firing:
+        console.print(f"[red]{alert.severity}[/red] {alert.message}")
     if bad:
         console.print("[red]a server is down[/red]: restart it with [bold]nbdeploy serve NAME[/bold]")
         sys.exit(1)
@@ -249,4 +261,4 @@ if __name__ == "__main__":
     main()
 
 
-from nbdeploy import cli_ops  # noqa: E402,F401  (registers the lifecycle commands)
+from nbdeploy import cli_ops, cli_traffic  # noqa: E402,F401  (register their commands)
