@@ -108,15 +108,16 @@ def _run(work: Path) -> list[dict[str, Any]]:
     body = {"rows": json.loads(X.iloc[:1].to_json(orient="records"))}
     big = {"rows": json.loads(X.sample(10_000, replace=True, random_state=0).to_json(orient="records"))}
     try:
-        before = _lone_latency(f"{direct}/predict", body)
-        for _ in range(3):
-            httpx.post(f"{direct}/predict", json=big, timeout=300).raise_for_status()
-        after = _lone_latency(f"{direct}/predict", body)
         run_load(f"{direct}/predict", body, seconds=2, clients=CLIENTS)  # warm-up
         plain = run_load(f"{direct}/predict", body, seconds=SECONDS, clients=CLIENTS)
         steady = run_load(f"{router}/predict", body, seconds=SECONDS, clients=CLIENTS)
         changing, done = _under_changes(router, body)
         serving = Registry().deployment(NAME)["serving_version"]
+        last = f"{Deployment(NAME, serving).url}/predict"  # last, so its batcher state harms nothing
+        before = _lone_latency(last, body)
+        for _ in range(3):
+            httpx.post(last, json=big, timeout=300).raise_for_status()
+        after = _lone_latency(last, body)
     finally:
         reg = Registry()
         for row in reg.versions(NAME):
@@ -135,7 +136,7 @@ def _run(work: Path) -> list[dict[str, Any]]:
          "baseline": f"{steady.rps:.0f} req/s through the router with no change",
          "ratio": round(changing.rps / steady.rps, 2) if steady.rps else None,
          "target": "0 failed requests", "met": changing.errors == 0},
-        {"benchmark": "lone 1-row request after three 10 000-row requests (median of 15, direct)",
+        {"benchmark": "lone 1-row request after three 10 000-row requests (median of 15, serving version)",
          "figure": f"{after * 1000:.0f} ms", "baseline": f"{before * 1000:.0f} ms before it",
          "ratio": round(after / before, 2), "target": "<= 2x", "met": after <= 2 * before},
     ]

@@ -263,6 +263,7 @@ def _family(pid: int) -> list[int]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from nbdeploy import api
+    from nbdeploy.registry import Registry
     from nbdeploy.serve import process
 
     home = tmp_path_factory.mktemp("bad-input") / "nbdeploy"
@@ -273,9 +274,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         model, X = mixed_classifier()
         dep = api.deploy(model, NAME, X)
         pid, url = dep.row["pid"], str(dep.url)
+        router = Registry().deployment(NAME).get("router_pid")
     try:
         yield Served(url, NAME, _family(pid))
     finally:
+        process.stop_pid(router, grace=3.0)
         process.stop_pid(pid, grace=5.0)
 
 
@@ -385,7 +388,6 @@ def main() -> None:
     import tempfile
 
     from nbdeploy import api
-    from nbdeploy.serve import process
 
     home = tempfile.mkdtemp(prefix="bad-input-")
     os.environ["NBDEPLOY_HOME"] = home
@@ -395,7 +397,7 @@ def main() -> None:
     try:
         print(markdown(str(dep.url), NAME))
     finally:
-        process.stop_pid(dep.row["pid"], grace=5.0)
+        api.stop(NAME)  # the server and the deployment's router
 
 
 if __name__ == "__main__":

@@ -114,10 +114,11 @@ def answers(url: str, X: pd.DataFrame) -> list[Any]:
 
 
 def stop_all(home: Path) -> None:
-    """Stop every server a test left behind: known to the registry or not."""
+    """Stop every server and router a test left behind: known to the registry or not."""
     with contextlib.suppress(Exception):
         reg = Registry()
         for dep in reg.deployments():
+            process.stop_pid(dep.get("router_pid"), grace=3.0)
             for row in reg.versions(dep["name"]):
                 process.stop_pid(row.get("pid"), grace=3.0)
     for pid in servers_in(home):

@@ -36,6 +36,7 @@ BOTH_WAYS = ("template: lax pydantic fields accept JSON false for a float column
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Deploy the mixed-dtype classifier, run schemathesis once against it, return the report."""
     from nbdeploy import api
+    from nbdeploy.registry import Registry
     from nbdeploy.serve import process
 
     work = tmp_path_factory.mktemp("fuzz")
@@ -46,11 +47,13 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         model, X = mixed_classifier()
         dep = api.deploy(model, "fuzz", X)
         pid, url, log = dep.row["pid"], str(dep.url), process.log_path("fuzz", dep.version)
+        router = Registry().deployment("fuzz").get("router_pid")
     try:
         result = run_schemathesis(url, max_examples=EXAMPLES, seed=SEED, workdir=work / "run")
         result["server_log"] = log.read_text(errors="replace") if log.exists() else ""
         yield result
     finally:
+        process.stop_pid(router, grace=3.0)
         process.stop_pid(pid, grace=5.0)
 
 

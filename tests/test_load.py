@@ -24,6 +24,7 @@ SECONDS = 10.0
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from nbdeploy import api
+    from nbdeploy.registry import Registry
     from nbdeploy.serve import process
 
     with pytest.MonkeyPatch.context() as mp:
@@ -33,9 +34,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         model, X = mixed_classifier()
         dep = api.deploy(model, "load", X)
         pid, url = dep.row["pid"], str(dep.url)
+        router = Registry().deployment("load").get("router_pid")
     try:
         yield {"url": url, "model": model, "X": X}
     finally:
+        process.stop_pid(router, grace=3.0)
         process.stop_pid(pid, grace=5.0)
 
 

@@ -176,3 +176,30 @@ def test_tls_serves_https_with_a_self_signed_certificate(iris_model, tmp_path, s
         api.start("tls", 1, port=None, tls_cert=cert)
 
 
+
+
+def test_sensitive_columns_never_reach_the_prediction_log_in_clear(stop_all):
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"email": ["a@x.org", "b@y.org", "c@z.org", "d@w.org"], "age": [31.0, 45.0, 52.0, 28.0],
+                      "ssn": ["111-22-3333", "222-33-4444", "333-44-5555", "444-55-6666"]})
+    model = lambda df: df["age"].to_numpy() * 2  # noqa: E731 - a plain function is a valid model
+    dep = api.deploy(model, "private", X, sensitive={"email": "hash", "ssn": "drop"})
+    secret_email, secret_ssn = "alice.secret@example.org", "987-65-4321"
+    rows = [{"email": secret_email, "age": 40.0, "ssn": secret_ssn}]
+    with pytest.raises(api.NbdeployError, match="sensitive="):
+        api.deploy(LinearRegression().fit(X[["age"]], [1, 2, 3, 4]), "private2", X[["age"]],
+                   sensitive={"nope": "hash"})
+    resp = httpx.post(f"{dep.endpoint}/predict", json={"rows": rows})
+    assert resp.status_code == 200 and resp.json() == [80.0]
+    from nbdeploy import monitoring
+
+    log = monitoring.predlog("private")
+    records = log.read()
+    assert len(records) == 1 and "ssn" not in records[0]["inputs"][0]
+    assert records[0]["inputs"][0]["email"] != secret_email and records[0]["inputs"][0]["age"] == 40.0
+    for path in log.directory.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret_email.encode() not in data and secret_ssn.encode() not in data, path

@@ -47,7 +47,7 @@ def predlog(name: str) -> PredictionLog:
 
 def feedback_store(name: str) -> FeedbackStore:
     """Where true labels sent to /feedback are kept."""
-    return FeedbackStore(predlog(name).directory / "feedback")
+    return FeedbackStore(predlog(name).directory)  # the folder the stable endpoint writes to
 
 
 def kpis(name: str, window: str | float | None = "1h") -> dict[int, dict[str, Any]]:

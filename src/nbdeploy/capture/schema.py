@@ -119,8 +119,9 @@ def infer_schema(
 
     NaN is allowed in a column when the sample has missing values there, its dtype is a
     pandas nullable one, or ``allow_nan`` says so (True for all, or a list of columns).
-    String columns with at most ``max_categories`` distinct values, or listed in
-    ``categorical``, only accept the values seen in the sample."""
+    String columns listed in ``categorical``, or with at most ``max_categories`` distinct
+    values that repeat (at most half as many as rows), only accept the values seen in the
+    sample; other string columns accept any string."""
     frame, kind = sample_frame(sample)
     if frame.shape[1] == 0:
         raise SchemaError(f"the sample has no columns. {HOW_TO}")
@@ -145,12 +146,18 @@ def infer_schema(
             cats = [_plain(v) for v in s.cat.categories]
             ordered = bool(s.cat.ordered)
             nullable = nullable or bool(s.isna().any())
-        elif k == "str" and (name in categorical or s.nunique(dropna=True) <= max_categories):
+        elif k == "str" and (name in categorical or _looks_categorical(s, max_categories)):
             cats = sorted(str(v) for v in s.dropna().unique())
         if k == "float" and not (allow_nan is True or (isinstance(allow_nan, list) and name in allow_nan)):
             nullable = bool(s.isna().any())
         columns.append(Column(str(name), k, str(s.dtype), nullable, cats, ordered))
     return Schema(columns=columns, input_kind=kind)
+
+
+def _looks_categorical(s: pd.Series, max_categories: int) -> bool:
+    """Few distinct values that repeat: a closed set. All-distinct strings (ids, emails) are free text."""
+    distinct, present = s.nunique(dropna=True), int(s.notna().sum())
+    return distinct <= max_categories and distinct <= present / 2
 
 
 def sample_frame(sample: Any) -> tuple[pd.DataFrame, str]:

@@ -111,9 +111,11 @@ class Router:
         if not force and data_version == self._data_version:
             return False
         dep = conn.execute(
-            "SELECT serving_version, split_json, shadow_version FROM deployments WHERE name = ?",
+            "SELECT serving_version, split_json, shadow_version, settings_json FROM deployments "
+            "WHERE name = ?",
             (self.name,),
         ).fetchone()
+        self._apply_settings(dep["settings_json"] if dep else None)
         rows = conn.execute(
             "SELECT version, pid, host, port FROM versions WHERE name = ? AND pid IS NOT NULL",
             (self.name,),
@@ -127,6 +129,12 @@ class Router:
         self.stats["reloads"] += 1
         log.info("routes of %s, generation %d: %s", self.name, self.table.generation, self.table.to_dict())
         return True
+
+    def _apply_settings(self, settings_json: str | None) -> None:
+        """Columns marked sensitive at deploy time are hashed or dropped before logging."""
+        sensitive = (json.loads(settings_json or "{}") or {}).get("sensitive") or {}
+        if sensitive != self.predlog.sensitive:
+            self.predlog = PredictionLog.for_deployment(self.name, sensitive=sensitive or None)
 
     async def _watch(self) -> None:
         while True:
