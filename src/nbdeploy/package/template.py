@@ -38,13 +38,32 @@ def _annotation(col: Column) -> str:
     return f"Optional[{base}]" if col.nullable else base
 
 
+def _int_bounds(dtype: str) -> tuple[int, int]:
+    import numpy as np
+
+    try:
+        info = np.iinfo(np.dtype(dtype.lower()))
+    except TypeError:
+        info = np.iinfo(np.int64)
+    return int(info.min), int(info.max)
+
+
 def _field_line(col: Column, ident: str) -> str:
     args = ["..."]
     if ident != col.name:
         args.append(f"alias={col.name!r}")
-    if col.kind == "float":
-        args.append(f"allow_inf_nan={col.nullable}")
-    return f"    {ident}: {_annotation(col)} = Field({', '.join(args)})"
+    if col.categories is None and col.kind in ("float", "int", "bool"):
+        args.append("strict=True")  # no "30" for 30, no true for 1
+    annotation = _annotation(col)
+    if col.kind == "float" and col.categories is None:
+        if col.nullable:  # NaN (or null) marks a missing value; infinity never is one
+            annotation = f"Annotated[{annotation}, AfterValidator(not_infinite)]"
+        else:
+            args.append("allow_inf_nan=False")
+    if col.kind == "int" and col.categories is None:
+        low, high = _int_bounds(col.dtype)
+        args += [f"ge={low}", f"le={high}"]
+    return f"    {ident}: {annotation} = Field({', '.join(args)})"
 
 
 def render_row_model(schema: Schema) -> str:
@@ -148,7 +167,7 @@ from typing import Annotated, Any, Literal, Optional  # noqa: F401
 import bentoml
 import pandas as pd  # noqa: F401
 from bentoml.exceptions import InvalidArgument, UnprocessableEntity
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -166,6 +185,13 @@ CLASSES = METADATA.get("classes")
 COLUMNS = [c["name"] for c in SCHEMA["columns"]]
 RUNTIME: dict[str, Any] = {{}}  # the live service instance, for the plain routes below
 log = logging.getLogger("bentoml.service")
+
+
+def not_infinite(value: float | None) -> float | None:
+    """Nullable float columns take null or NaN for a missing value, never infinity."""
+    if value is not None and value in (float("inf"), float("-inf")):
+        raise ValueError("Input should be a finite number or null")
+    return value
 
 
 async def metadata_endpoint(request):

@@ -38,9 +38,14 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if "pickle" in headers.get("content-type", "").lower():
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if "pickle" in ctype:
             await _send_json(send, 415, {"error": "pickle payloads are refused by this endpoint; "
                                                   "send JSON (Content-Type: application/json)"})
+            return
+        if scope.get("method") == "POST" and ctype != "application/json":
+            await _send_json(send, 415, {"error": f"unsupported Content-Type {ctype or '(none)'!r}: send "
+                                                  "a JSON body with 'Content-Type: application/json'"})
             return
         if self.api_key and not scope.get("path", "").startswith(OPEN_PATHS):
             given = headers.get("x-api-key") or ""
@@ -52,4 +57,61 @@ class RequestGuard:
                                                       "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"},
                                  [(b"www-authenticate", b"Bearer")])
                 return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _FieldErrors(send))
+
+
+def field_path(loc: list[Any]) -> str:
+    """pydantic's loc ['rows', 0, 'age'] as 'rows[0].age'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def rewrite_validation_error(payload: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's '1 validation error for Input' + a detail list → a message naming the field."""
+    details = payload.get("detail")
+    if not isinstance(details, list) or not details:
+        return payload
+    errors = [{"field": field_path(list(d.get("loc", []))), "message": str(d.get("msg", ""))}
+              for d in details if isinstance(d, dict)]
+    if not errors:
+        return payload
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return {
+        "error": f"invalid input at {first['field']}: {first['message']}{more}",
+        "detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+        "errors": errors,
+    }
+
+
+class _FieldErrors:
+    """Wraps ``send``: 400 JSON answers from BentoML's validation get a message naming the field."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.start: dict[str, Any] | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message.get("status") == 400:
+            self.start = message
+            return
+        if self.start is None:
+            await self.send(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(self.chunks)
+        try:
+            payload = json.loads(body)
+            if isinstance(payload, dict):
+                body = json.dumps(rewrite_validation_error(payload)).encode()
+        except ValueError:
+            pass
+        headers = [(k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.send({**self.start, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
