@@ -246,11 +246,6 @@ def test_sigkilled_server_is_down_then_start_restarts_it(own_home: Path) -> None
     assert [e["action"] for e in Registry().events("killed")].count("start") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="core: SIGKILL of the `bentoml serve` process orphans its worker "
-                   "(BentoML starts workers in sessions of their own): it keeps answering 200 on the old "
-                   "port while status() says 'down', api.start starts a second server on a new port and "
-                   "nothing ever stops the orphan; start/stop should stop workers of the version's bento "
-                   "whose `bentoml serve` parent is gone")
 def test_sigkilled_server_process_leaves_no_orphan_worker(own_home: Path) -> None:
     model, X = iris_model(0.8)
     dep = api.deploy(model, "orphaned", X)
@@ -299,8 +294,6 @@ def test_deploy_killed_at_stage_leaves_no_half_version(
     assert_base_serving(base)
 
 
-@pytest.mark.xfail(strict=True, reason="core: Registry._reconcile marks the candidate interrupted but leaves "
-                   "its side server running (an orphan on a port nobody will stop); it should stop it")
 def test_interrupted_candidate_server_does_not_outlive_its_deploy(base: Base) -> None:
     """A candidate whose deploy was killed mid-validation must not keep its side server running."""
     child = Child(BASE, "--c", "0.15", "--validate", str(DYING), env={"FAULT_STALL_AT": "validating"})
@@ -372,9 +365,6 @@ def test_two_deploys_of_one_name_at_once_get_consecutive_versions(own_home: Path
     assert [e["version"] for e in Registry().events("racing") if e["action"] == "deploy"] == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="core: api.promote reads the previous serving version, starts the new "
-                   "one and moves the pointer in separate transactions, so two promotes racing both see "
-                   "'no previous' and both versions stay 'serving' with both servers running")
 def test_two_served_deploys_at_once_leave_exactly_one_serving(own_home: Path, tmp_path: Path) -> None:
     _race(tmp_path)
     assert integrity() == "ok"
@@ -388,8 +378,6 @@ def test_two_served_deploys_at_once_leave_exactly_one_serving(own_home: Path, tm
 
 
 # -- the logs folder cannot be written -------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="core: config.logs_dir() lets a raw NotADirectoryError out of "
-                   "mkdir; it should raise an NbdeployError naming the folder and NBDEPLOY_LOG_DIR")
 def test_unwritable_log_dir_gives_a_clear_error_and_serving_continues(
     base: Base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

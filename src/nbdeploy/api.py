@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +278,21 @@ def verify_artifact(row: dict[str, Any]) -> None:
         )
 
 
+@contextmanager
+def _promotion_lock(name: str) -> Iterator[None]:
+    """An exclusive lock per deployment name, held while the serving version changes."""
+    import fcntl
+
+    folder = config.home() / "locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.promote.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _ensure_router(name: str) -> str:
     from nbdeploy.serve import endpoint
 
@@ -309,6 +325,8 @@ def start(
             _ensure_router(name)
         return dep
     verify_artifact(row)
+    # a server SIGKILLed earlier can leave its worker answering on the old port: stop it first
+    process.stop_bento(row["bento_tag"])
     key = api_key or os.environ.get("NBDEPLOY_API_KEY") or None
     generated = False
     if not is_loopback(host) and not key:
@@ -359,11 +377,17 @@ def promote(
             f"{name} v{version} is {row['status']} ({row.get('reason') or 'no reason recorded'}); "
             "only a version that passed its gate can serve."
         )
-    new = start(name, version, port=port, host=host, progress=progress)
-    done = endpoint.switch(name, version)
-    Registry().log_event("promote", name=name, version=version, detail={"previous": done["previous"]})
-    if done["previous"] and done["previous"] != version:
-        stop(name, done["previous"], router=False)
+    with _promotion_lock(name):  # two deploys finishing at once promote one after the other
+        new = start(name, version, port=port, host=host, progress=progress)
+        done = endpoint.switch(name, version)
+        Registry().log_event("promote", name=name, version=version, detail={"previous": done["previous"]})
+        reg = Registry()
+        for other in reg.versions(name):  # whatever served before this switch stops now
+            was_serving = other["version"] == done["previous"] or other["status"] == "serving"
+            if other["version"] != version and was_serving:
+                if other["status"] == "serving":
+                    reg.update_version(name, other["version"], status="ready")
+                stop(name, other["version"], router=False)
     say("serving", f"{name} v{version} serving at {done['url']} (stable endpoint)")
     return new
 
@@ -378,6 +402,7 @@ def stop(name: str, version: int | None = None, *, router: bool | None = None) -
 
         endpoint.stop_router(name)
     stopped = process.stop_pid(row.get("pid"))
+    stopped = bool(process.stop_bento(row["bento_tag"])) or stopped
     reg.update_version(name, row["version"], pid=None)
     reg.log_event("stop", name=name, version=row["version"], detail={"was_running": stopped})
     return stopped

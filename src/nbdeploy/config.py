@@ -30,7 +30,15 @@ def runs_dir() -> Path:
 def logs_dir() -> Path:
     """Folder for server logs and prediction logs."""
     path = Path(os.environ.get("NBDEPLOY_LOG_DIR") or home() / "logs")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from nbdeploy.errors import NbdeployError
+
+        raise NbdeployError(
+            f"cannot use {path} for logs ({exc.strerror}); point NBDEPLOY_LOG_DIR at a writable "
+            "folder (or fix the permissions) and try again."
+        ) from None
     return path
 
 

@@ -269,9 +269,14 @@ class Registry:
         if row["status"] == "candidate" and not _pid_alive(row.get("owner_pid")):
             reason = "the deploy process stopped before validation finished; deploy again"
             try:
-                self.update_version(row["name"], row["version"], status="interrupted", reason=reason)
+                self.update_version(row["name"], row["version"], status="interrupted", reason=reason,
+                                    pid=None)
             except Exception:
                 pass
+            from nbdeploy.serve import process  # its side server must not outlive the deploy
+
+            process.stop_pid(row.get("pid"), grace=3)
+            process.stop_bento(row["bento_tag"], grace=3)
             row = {**row, "status": "interrupted", "reason": reason}
         return row
 

@@ -162,6 +162,31 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def pids_serving(marker: str) -> list[int]:
+    """BentoML processes (server or worker) whose command line names ``marker`` (a bento tag),
+    including workers orphaned when their server was SIGKILLed."""
+    found = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmd.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in text and "bentoml" in text and int(cmd.parent.name) != os.getpid():
+            found.append(int(cmd.parent.name))
+    return found
+
+
+def stop_bento(marker: str, *, grace: float = 5.0) -> int:
+    """Stop every process serving bento ``marker``; return how many there were."""
+    pids = pids_serving(marker)
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    _signal_all([p for p in pids if alive(p)], signal.SIGKILL)
+    return len(pids)
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for p in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
