@@ -38,7 +38,7 @@ labextension: $(STAMP)
 test: $(STAMP) ui-deps labextension
 	$(BIN)/ruff check src tests bench
 	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not ui"

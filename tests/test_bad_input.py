@@ -5,8 +5,8 @@ The catalogue (``CASES``) is also what docs/bad-input.md shows: ``python tests/t
 deploys the test model in a temporary home, runs every case and prints the Markdown table of
 observed answers (``--url URL`` runs them against a server that already serves this schema).
 
-Cases marked xfail(strict=True) are bugs of the generated service today; each reason names the
-fix. Once the fix lands the case passes, strict xfail turns it into a failure, and the mark goes.
+A case can carry ``xfail=<reason naming the fix>`` (it becomes ``xfail(strict=True)``) while the
+generated service has a known bug; once the fix lands strict xfail fails the run and the mark goes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ pytestmark = pytest.mark.slow
 NAME = "bad-input"
 GOOD = {"age": 30, "income": 52000.5, "city": "lyon", "plan": "pro", "score": 3.0}
 JSON = {"content-type": "application/json"}
-
 
 
 def dumps(value: Any) -> bytes:
@@ -96,8 +95,8 @@ CASES: list[Case] = [
     # wrong types
     Case("str-for-int", 'age: "thirty"', lambda: rows(row(age="thirty")), field="age"),
     Case("numeric-str-for-int", 'age: "30"', lambda: rows(row(age="30")), field="age"),
-    Case("numeric-str-for-float", 'income: "52000.5"', lambda: rows(row(income="52000.5")), field="income",
-         ),
+    Case("numeric-str-for-float", 'income: "52000.5"', lambda: rows(row(income="52000.5")),
+         field="income"),
     Case("bool-for-int", "age: true", lambda: rows(row(age=True)), field="age"),
     Case("bool-for-float", "score: false", lambda: rows(row(score=False)), field="score"),
     Case("fraction-for-int", "age: 30.5", lambda: rows(row(age=30.5)), field="age"),
@@ -196,8 +195,7 @@ CASES: list[Case] = [
     Case("v2-malformed", "POST /v2/models/NAME/infer, malformed JSON", lambda: b"{",
          path="/v2/models/{name}/infer"),
     Case("v2-text-plain", "POST /v2/models/NAME/infer, good tensors as text/plain", lambda: v2(**GOOD),
-         status={415}, path="/v2/models/{name}/infer", headers={"content-type": "text/plain"},
-         ),
+         status={415}, path="/v2/models/{name}/infer", headers={"content-type": "text/plain"}),
 ]
 
 ACCEPTED: list[Case] = [  # edge cases that are valid input: shown in the doc, checked to answer 200
@@ -300,8 +298,6 @@ def test_valid_edge_cases_are_accepted(served: Served, client: httpx.Client, cas
     resp = case.send(client, served.url, served.name)
     assert resp.status_code == 200, resp.text[:500]
     assert len(resp.json()) == 1
-
-
 
 
 @pytest.mark.parametrize("case_id", ["str-for-int", "missing-column", "extra-column", "unknown-category",
