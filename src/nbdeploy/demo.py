@@ -71,7 +71,7 @@ def main() -> int:
 
         print("4. query the live endpoint")
         rows = X_test.head(3).to_dict(orient="records")
-        url = dep.url
+        url = dep.endpoint  # the stable URL: same across versions, rollbacks and splits
         _show("POST /predict (3 good rows)", httpx.post(f"{url}/predict", json={"rows": rows}))
         print(f"   in-process model.predict: {model.predict(X_test.head(3)).tolist()}")
         _show("POST /predict_proba (1 row)", httpx.post(f"{url}/predict_proba", json={"rows": rows[:1]}))
@@ -90,7 +90,7 @@ def main() -> int:
             _show(f"bad input: {title}", httpx.post(f"{url}/predict", json={"rows": body}))
         _show("bad input: malformed JSON", httpx.post(
             f"{url}/predict", content=b'{"rows": [', headers={"content-type": "application/json"}))
-        print(f"\n   endpoint {url}  (Swagger UI at {url}/)")
+        print(f"\n   stable endpoint {url}  (Swagger UI at {url}/)")
         print(f"   metadata: {json.dumps(httpx.get(f'{url}/metadata').json()['pins'])[:160]}…")
     finally:
         print("\n5. stop the server")
