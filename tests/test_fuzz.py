@@ -20,11 +20,6 @@ EXAMPLES = 12
 SEED = 20251125
 OPERATIONS = {"POST /predict", "POST /predict_proba", "POST /explain"}
 
-DOCS = ("runtime/guard.py: BentoML's /docs.json neither marks the request body required nor declares "
-        "415, so a POST without body (curl -X POST URL/predict), valid by that document, gets the guard's "
-        "415: an undocumented status (ST103) for a 'schema-valid' request (ST202). The guard should "
-        "complete the document: requestBody.required = true, 415 and 422 answers declared")
-
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
@@ -74,18 +69,15 @@ def test_no_server_errors(fuzzed: dict[str, Any]) -> None:
     assert "OverflowError" not in fuzzed["server_log"]
 
 
-@pytest.mark.xfail(strict=True, reason=DOCS)
 def test_answers_conform_to_the_openapi_document(fuzzed: dict[str, Any]) -> None:
     conformance = {c for c in fuzzed["codes"] if c.startswith("ST1")} - SERVER_ERRORS  # ST103-ST115
     assert not conformance, _report(fuzzed, conformance)
 
 
-@pytest.mark.xfail(strict=True, reason=DOCS)
 def test_schema_is_enforced_both_ways(fuzzed: dict[str, Any]) -> None:
     """Schema-violating requests are refused, schema-valid ones accepted."""
     assert not {"ST201", "ST202"} & set(fuzzed["codes"]), _report(fuzzed, {"ST201", "ST202"})
 
 
-@pytest.mark.xfail(strict=True, reason=DOCS)
 def test_zero_failures_in_all(fuzzed: dict[str, Any]) -> None:
     assert fuzzed["test_cases"]["with_failures"] == 0 and not fuzzed["codes"], _report(fuzzed)

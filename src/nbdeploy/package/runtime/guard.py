@@ -57,7 +57,38 @@ class RequestGuard:
                                                       "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"},
                                  [(b"www-authenticate", b"Bearer")])
                 return
-        await self.app(scope, receive, _FieldErrors(send))
+        if scope.get("path") == "/docs.json":
+            await self.app(scope, receive, _Buffered(send, 200, lambda doc: complete_openapi(
+                doc, api_key=bool(self.api_key))))
+            return
+        await self.app(scope, receive, _Buffered(send, 400, rewrite_validation_error))
+
+
+ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+EXTRA_ANSWERS = {
+    "400": "Invalid input: the message names the field",
+    "415": "The body is not JSON (or is a pickle)",
+    "422": "The model could not predict on these rows",
+}
+
+
+def complete_openapi(doc: dict[str, Any], *, api_key: bool = False) -> dict[str, Any]:
+    """Declare what this guard adds to BentoML's document: bodies are required JSON, and the
+    400/415/422 (and 401 with an API key) answers exist."""
+    for item in (doc.get("paths") or {}).values():
+        for method, op in item.items():
+            if method.lower() != "post" or not isinstance(op, dict):
+                continue
+            if isinstance(op.get("requestBody"), dict):
+                op["requestBody"]["required"] = True
+            answers = op.setdefault("responses", {})
+            extra = dict(EXTRA_ANSWERS)
+            if api_key:
+                extra["401"] = "Missing or wrong API key"
+            for code, text in extra.items():
+                answers.setdefault(code, {"description": text,
+                                          "content": {"application/json": {"schema": ERROR_SCHEMA}}})
+    return doc
 
 
 def field_path(loc: list[Any]) -> str:
@@ -86,16 +117,18 @@ def rewrite_validation_error(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _FieldErrors:
-    """Wraps ``send``: 400 JSON answers from BentoML's validation get a message naming the field."""
+class _Buffered:
+    """Wraps ``send``: a JSON answer with ``status`` is buffered and passed through ``rewrite``."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, status: int, rewrite: Any) -> None:
         self.send = send
+        self.status = status
+        self.rewrite = rewrite
         self.start: dict[str, Any] | None = None
         self.chunks: list[bytes] = []
 
     async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message.get("status") == 400:
+        if message["type"] == "http.response.start" and message.get("status") == self.status:
             self.start = message
             return
         if self.start is None:
@@ -108,7 +141,7 @@ class _FieldErrors:
         try:
             payload = json.loads(body)
             if isinstance(payload, dict):
-                body = json.dumps(rewrite_validation_error(payload)).encode()
+                body = json.dumps(self.rewrite(payload)).encode()
         except ValueError:
             pass
         headers = [(k, v) for k, v in self.start.get("headers", []) if k.lower() != b"content-length"]
