@@ -53,3 +53,11 @@ def user() -> str:
         return getpass.getuser()
     except Exception:  # pragma: no cover - no passwd entry
         return "unknown"
+
+
+def registry_timeout() -> float:
+    """Seconds a write waits for another process's registry lock ($NBDEPLOY_REGISTRY_TIMEOUT)."""
+    try:
+        return float(os.environ.get("NBDEPLOY_REGISTRY_TIMEOUT", "15"))
+    except ValueError:
+        return 15.0

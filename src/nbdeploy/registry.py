@@ -132,9 +132,9 @@ def _pid_alive(pid: int | None) -> bool:
 class Registry:
     """Access to the registry file; cheap to create, safe across processes."""
 
-    def __init__(self, path: Path | str | None = None, *, busy_timeout: float = 15.0) -> None:
+    def __init__(self, path: Path | str | None = None, *, busy_timeout: float | None = None) -> None:
         self.path = Path(path) if path else config.registry_path()
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = config.registry_timeout() if busy_timeout is None else busy_timeout
         with self._connect() as conn:
             conn.executescript(SCHEMA_SQL)
 

@@ -246,7 +246,7 @@ class {class_name}:
         records = [row.model_dump(by_alias=True) for row in rows]
         return frames.rows_to_frame(records, SCHEMA)
 
-    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=60_000)
+    @bentoml.api(batchable=True, max_batch_size=10_000, max_latency_ms=60_000)
     def predict(self, rows: Annotated[list[Row], Field(min_length=1, max_length={max_rows})]) -> list[Any]:
         """One prediction per input row."""
         return self.predict_rows(rows)
@@ -264,7 +264,7 @@ class {class_name}:
 '''
 
 PROBA = '''
-    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=60_000)
+    @bentoml.api(batchable=True, max_batch_size=10_000, max_latency_ms=60_000)
     def predict_proba(
         self, rows: Annotated[list[Row], Field(min_length=1, max_length=10_000)]
     ) -> list[dict[str, float]]:

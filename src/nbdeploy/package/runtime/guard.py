@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+MAX_ERRORS = 20  # a 400 for 10 000 bad rows lists the first few, and says how many there were
 OPEN_PATHS = ("/readyz", "/livez", "/healthz", "/v2/health/live", "/v2/health/ready")
 
 
@@ -105,11 +106,11 @@ def rewrite_validation_error(payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(details, list) or not details:
         return payload
     errors = [{"field": field_path(list(d.get("loc", []))), "message": str(d.get("msg", ""))}
-              for d in details if isinstance(d, dict)]
+              for d in details[:MAX_ERRORS] if isinstance(d, dict)]
     if not errors:
         return payload
     first = errors[0]
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
     return {
         "error": f"invalid input at {first['field']}: {first['message']}{more}",
         "detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors),
