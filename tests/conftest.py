@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+SESSION_BENTOML_HOME = ""  # set in pytest_configure: one BentoML store per test process
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -19,7 +20,7 @@ def isolated_home(
     base = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("NBDEPLOY_HOME", str(base / "nbdeploy"))
     # BentoML caches its store location per process, so one store serves the whole session.
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
+    monkeypatch.setenv("BENTOML_HOME", SESSION_BENTOML_HOME)
     monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
     monkeypatch.setenv("NBDEPLOY_USER", "tester")
     yield base
@@ -48,4 +49,12 @@ def artifacts_dir() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Module-scoped fixtures run before the per-test home is set: give the whole session a
+    # private home too, so nothing ever touches the user's ~/.nbdeploy or ~/bentoml.
+    import tempfile
+
+    session_home = Path(tempfile.mkdtemp(prefix="nbdeploy-tests-"))
+    os.environ["NBDEPLOY_HOME"] = str(session_home / "nbdeploy")
+    global SESSION_BENTOML_HOME
+    SESSION_BENTOML_HOME = os.environ["BENTOML_HOME"] = str(session_home / "bentoml")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")

@@ -389,6 +389,7 @@ def tiny_bento(tmp_path_factory: pytest.TempPathFactory) -> str:
         saved = bentoml.sklearn.save_model("tiny_clf", model)
         ctx = tmp_path_factory.mktemp("bento-src")
         (ctx / "service.py").write_text(SERVICE.format(model=saved.tag))
+        sys.modules.pop("service", None)  # another test's build may have imported a `service`
         bento = bentoml.bentos.build(
             "service:Tiny",
             name="tiny_clf",

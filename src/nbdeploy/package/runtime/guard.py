@@ -44,8 +44,10 @@ class RequestGuard:
             await _send_json(send, 415, {"error": "pickle payloads are refused by this endpoint; "
                                                   "send JSON (Content-Type: application/json)"})
             return
-        if scope.get("method") == "POST" and ctype != "application/json":
-            await _send_json(send, 415, {"error": f"unsupported Content-Type {ctype or '(none)'!r}: send "
+        # A body without Content-Type is read as JSON (V2 clients such as tritonclient send none);
+        # any other declared type is refused.
+        if scope.get("method") == "POST" and ctype and ctype != "application/json":
+            await _send_json(send, 415, {"error": f"unsupported Content-Type {ctype!r}: send "
                                                   "a JSON body with 'Content-Type: application/json'"})
             return
         if self.api_key and not scope.get("path", "").startswith(OPEN_PATHS):
