@@ -438,6 +438,8 @@ def test_tampered_artifact_is_refused_with_an_audit_event(own_home: Path) -> Non
         plain = subprocess.Popen(
             [*process.bentoml_command(), "serve", row["bento_tag"], "--port", str(port)], stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True, cwd=str(own_home),
+            # the store this process really uses (BentoML caches its home per process)
+            env={**os.environ, "BENTOML_HOME": process.bentoml_home()},
         )
     try:
         wait_until(lambda: "sha256 mismatch" in log.read_text(errors="replace"), timeout=180,
