@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.workdir import in_workdir
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = (
@@ -131,17 +131,7 @@ def _run(work: Path) -> list[dict[str, Any]]:
 
 def run() -> list[dict[str, Any]]:
     """Deploy, fuzz, and return the benchmark rows."""
-    work = Path(tempfile.mkdtemp(prefix="bench-fuzz-"))
-    saved = {k: os.environ.get(k) for k in ("NBDEPLOY_HOME", "BENTOML_HOME", "BENTOML_DO_NOT_TRACK")}
-    try:
-        return _run(work)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(work, ignore_errors=True)
+    return in_workdir("bench-fuzz-", _run)
 
 
 def main() -> None:

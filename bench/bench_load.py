@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any
 import httpx
 
 from bench.load import LoadResult, run_load
+from bench.workdir import in_workdir
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 60.0
@@ -144,17 +143,7 @@ def _run(work: Path) -> list[dict[str, Any]]:
 
 def run() -> list[dict[str, Any]]:
     """Deploy, load, change versions under load; return the benchmark rows."""
-    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    saved = {k: os.environ.get(k) for k in ("NBDEPLOY_HOME", "BENTOML_HOME", "BENTOML_DO_NOT_TRACK")}
-    try:
-        return _run(work)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(work, ignore_errors=True)
+    return in_workdir("bench-load-", _run)
 
 
 def main() -> None:

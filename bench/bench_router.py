@@ -28,14 +28,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.workdir import in_workdir
 
 SECONDS = 10.0
 CLIENTS = 16
@@ -213,17 +213,7 @@ def _run(work: Path) -> list[dict[str, Any]]:
 
 def run() -> list[dict[str, Any]]:
     """Measure everything in this run and return the benchmark rows."""
-    work = Path(tempfile.mkdtemp(prefix="bench-router-"))
-    saved = {k: os.environ.get(k) for k in ("NBDEPLOY_HOME", "BENTOML_HOME", "BENTOML_DO_NOT_TRACK")}
-    try:
-        return _run(work)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(work, ignore_errors=True)
+    return in_workdir("bench-router-", _run)
 
 
 def main() -> None:
