@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.workdir import in_workdir
+from nbdeploy.serve.process import descendants
 
 SECONDS = 10.0
 CLIENTS = 16
@@ -71,19 +72,6 @@ async def _load(url: str, body: bytes, seconds: float, clients: int = CLIENTS) -
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
 
 
-def family(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out = [pid]
-    for member in out:
-        out.extend(children.get(member, []))
-    return out
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -156,7 +144,7 @@ def _run(work: Path) -> list[dict[str, Any]]:
     router = endpoint.ensure_router(NAME)
     reg = Registry()
     watched = {"router": [reg.deployment(NAME)["router_pid"]],
-               "server": family(reg.version(NAME, 2)["pid"])}
+               "server": [pid := reg.version(NAME, 2)["pid"], *descendants(pid)]}
     direct = str(Deployment(NAME, 2).url)
     body = json.dumps({"rows": X.iloc[:1].to_dict(orient="records")}).encode()
     extras: list[subprocess.Popen] = []

@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:  # when run as a script
     sys.path.insert(0, str(ROOT))
 
 from tests.helpers.fault_deploy import mixed_classifier  # noqa: E402
+from tests.helpers.procs import family  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -238,18 +239,6 @@ class Served:
     pids: list[int]
 
 
-def _family(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out = [pid]
-    for member in out:
-        out.extend(children.get(member, []))
-    return sorted(out)
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +257,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         pid, url = dep.row["pid"], str(dep.url)
         router = Registry().deployment(NAME).get("router_pid")
     try:
-        yield Served(url, NAME, _family(pid))
+        yield Served(url, NAME, sorted(family(pid)))
     finally:
         process.stop_pid(router, grace=3.0)
         process.stop_pid(pid, grace=5.0)
@@ -317,7 +306,7 @@ def test_error_message_itself_names_the_field(served: Served, client: httpx.Clie
 def test_server_process_survived_every_case(served: Served, client: httpx.Client) -> None:
     """No worker crashed and was silently respawned: the same processes still serve."""
     check_good(client, served.url)
-    assert _family(served.pids[0]) == served.pids
+    assert sorted(family(served.pids[0])) == served.pids
 
 
 # -- docs/bad-input.md ---------------------------------------------------------------------------

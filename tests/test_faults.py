@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from nbdeploy.errors import NbdeployError, RegistryBusyError, TamperedArtifactEr
 from nbdeploy.registry import Registry
 from nbdeploy.serve import process
 from tests.helpers.fault_deploy import iris_model
+from tests.helpers.procs import family, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,31 +42,8 @@ BASE = "fault-base"
 
 
 # -- helpers -------------------------------------------------------------------------------
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (a wait, not a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
-def family(pid: int) -> list[int]:
-    """``pid`` and all its descendants (BentoML workers run in sessions of their own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out = [pid]
-    for member in out:
-        out.extend(children.get(member, []))
-    return out
 
 
 def servers_in(home: Path) -> list[int]:

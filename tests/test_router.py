@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import signal
 import socket
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from nbdeploy.monitor import FeedbackStore, PredictionLog
 from nbdeploy.registry import Registry
 from nbdeploy.serve import endpoint, process
 from nbdeploy.serve.traffic import RoutingTable, SplitError
+from tests.helpers.procs import wait_until as _wait_until
 
 pytestmark = pytest.mark.slow
 NAME = "iris"
@@ -45,16 +46,9 @@ class Ctx:
         return self.X.iloc[start : start + n].to_dict(orient="records")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (a wait, not a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+
+
+wait_until = functools.partial(_wait_until, timeout=30.0)  # this module waits at most 30 s
 
 
 def kill_server(pid: int) -> None:
