@@ -25,6 +25,19 @@ def isolated_home(
     monkeypatch.setenv("NBDEPLOY_USER", "tester")
     yield base
     _stop_everything(base / "nbdeploy" / "registry.sqlite")
+    _check_one_store()
+
+
+def _check_one_store() -> None:
+    """Fail loudly when a test pinned BentoML to another store: kernels and servers started
+    later would save into the session store while this process reads from the other one."""
+    import sys
+
+    if "bentoml" in sys.modules:
+        from nbdeploy.serve.process import bentoml_home
+
+        assert bentoml_home() == SESSION_BENTOML_HOME, (
+            f"BentoML's store moved to {bentoml_home()}; tests must use the session store")
 
 
 def _stop_everything(registry: Path) -> None:

@@ -250,7 +250,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("bad-input") / "nbdeploy"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBDEPLOY_HOME", str(home))
-        mp.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
         model, X = mixed_classifier()
         dep = api.deploy(model, NAME, X)

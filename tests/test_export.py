@@ -381,7 +381,6 @@ def tiny_bento(tmp_path_factory: pytest.TempPathFactory) -> str:
     from sklearn.linear_model import LogisticRegression
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml-home")))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
         rng = np.random.default_rng(0)
         x = rng.random((40, 2))

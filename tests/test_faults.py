@@ -166,7 +166,6 @@ def shared_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
     home = tmp_path_factory.mktemp("faults-base") / "nbdeploy"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBDEPLOY_HOME", str(home))
-        mp.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
         mp.setenv("NBDEPLOY_USER", "tester")
         model, X = iris_model(1.0)

@@ -31,7 +31,6 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     work = tmp_path_factory.mktemp("fuzz")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBDEPLOY_HOME", str(work / "nbdeploy"))
-        mp.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
         model, X = mixed_classifier()
         dep = api.deploy(model, "fuzz", X)

@@ -29,7 +29,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBDEPLOY_HOME", str(tmp_path_factory.mktemp("load") / "nbdeploy"))
-        mp.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
         model, X = mixed_classifier()
         dep = api.deploy(model, "load", X)

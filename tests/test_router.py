@@ -84,7 +84,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
     home = tmp_path_factory.mktemp("router-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBDEPLOY_HOME", str(home / "nbdeploy"))
-        mp.setenv("BENTOML_HOME", str(tmp_path_factory.getbasetemp() / "bentoml"))
         mp.setenv("BENTOML_DO_NOT_TRACK", "true")
         mp.setenv("NBDEPLOY_USER", "tester")
         X, y = load_iris(return_X_y=True, as_frame=True)

@@ -164,6 +164,7 @@ def run_training(
     from papermill.exceptions import PapermillExecutionError
 
     from nbdeploy.errors import NbdeployError
+    from nbdeploy.serve.process import bentoml_home
     from nbdeploy.validate.runner import ENGINE, TAG_HINT
 
     path, output_path = Path(notebook).resolve(), Path(output_path)
@@ -177,8 +178,10 @@ def run_training(
         )
     output_path.parent.mkdir(parents=True, exist_ok=True)
     log_path = output_path.with_suffix(".kernel.log")
+    # The kernel saves models into the BentoML store this process reads them back from.
+    extra_env = {"BENTOML_HOME": bentoml_home(), **(env or {})}
     manager = type("KernelManager", (_EnvKernelManager,),
-                   {"extra_env": dict(env or {}), "log_path": str(log_path)})
+                   {"extra_env": extra_env, "log_path": str(log_path)})
     run = TrainingRun(str(path), str(output_path), ok=False)
     try:
         papermill.execute_notebook(
