@@ -21,7 +21,6 @@ from typing import Any
 import cloudpickle
 import nbformat
 import papermill
-from jupyter_client.manager import AsyncKernelManager
 
 REPRODUCE_ENV = "NBDEPLOY_REPRODUCE_DIR"
 RETRAIN_ENV = "NBDEPLOY_RETRAIN_OPTIONS"
@@ -128,19 +127,6 @@ class TrainingRun:
     deploys: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _EnvKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels get extra environment variables and log stderr to a file."""
-
-    extra_env: dict[str, str] = {}
-    log_path: str = os.devnull
-
-    async def start_kernel(self, **kw: Any) -> None:
-        kw["env"] = {**(kw.get("env") or os.environ), **self.extra_env}
-        with open(self.log_path, "ab") as log:  # Popen keeps its own copy of the descriptor
-            kw.setdefault("stderr", log)
-            await super().start_kernel(**kw)
-
-
 def _has_parameters_cell(nb: nbformat.NotebookNode) -> bool:
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
 
@@ -165,6 +151,7 @@ def run_training(
 
     from nbdeploy.errors import NbdeployError
     from nbdeploy.serve.process import bentoml_home
+    from nbdeploy.validate.fastkernel import kernel_manager
     from nbdeploy.validate.runner import ENGINE, TAG_HINT
 
     path, output_path = Path(notebook).resolve(), Path(output_path)
@@ -180,8 +167,7 @@ def run_training(
     log_path = output_path.with_suffix(".kernel.log")
     # The kernel saves models into the BentoML store this process reads them back from.
     extra_env = {"BENTOML_HOME": bentoml_home(), **(env or {})}
-    manager = type("KernelManager", (_EnvKernelManager,),
-                   {"extra_env": extra_env, "log_path": str(log_path)})
+    manager = kernel_manager(log_path, extra_env)
     run = TrainingRun(str(path), str(output_path), ok=False)
     try:
         papermill.execute_notebook(

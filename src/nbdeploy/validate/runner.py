@@ -20,12 +20,12 @@ from typing import Any, Literal
 import nbformat
 import papermill
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 from papermill.translators import papermill_translators
 
+from nbdeploy.validate.fastkernel import kernel_manager
 from nbdeploy.validate.record import read_metrics
 
 __all__ = ["INJECTED", "RunResult", "run_notebook"]
@@ -112,22 +112,6 @@ class _Engine(NBClientEngine):
 
 
 papermill_engines.register(ENGINE, _Engine)
-
-
-class _LoggedKernelManager(AsyncKernelManager):
-    """Sends the kernel process's own stderr to a log file instead of our terminal."""
-
-    log_path: str = os.devnull
-
-    async def start_kernel(self, **kw: Any) -> None:
-        with open(self.log_path, "ab") as log:  # Popen keeps its own copy of the descriptor
-            kw.setdefault("stderr", log)
-            await super().start_kernel(**kw)
-
-
-def _kernel_manager(log_path: Path) -> type[AsyncKernelManager]:
-    """A kernel manager class whose kernels log to ``log_path``."""
-    return type("KernelManager", (_LoggedKernelManager,), {"log_path": str(log_path)})
 
 
 def _last_started_cell(nb: nbformat.NotebookNode) -> int | None:
@@ -301,7 +285,7 @@ def run_notebook(
             execution_timeout=timeout,
             resources={"metadata": {"path": str(cwd or path.parent.resolve())}},
             shutdown_kernel="immediate",
-            kernel_manager_class=_kernel_manager(log_path),
+            kernel_manager_class=kernel_manager(log_path),
         )
     except PapermillExecutionError as exc:
         log_path.unlink(missing_ok=True)  # the error is in the notebook itself
