@@ -396,3 +396,22 @@ def test_switch_refuses_a_rejected_version(ctx: Ctx) -> None:
     finally:
         reg.update_version(NAME, 1, status="ready", reason=None)
 
+
+
+def test_first_deploy_whose_server_fails_leaves_no_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the router starts beside the version's server; a server that cannot start takes it down
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ServeError("the model server exited while starting (simulated)")
+
+    monkeypatch.setattr(process, "start_server", refuse)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    with pytest.raises(ServeError, match="simulated"):
+        api.deploy(LogisticRegression(max_iter=300).fit(X, y), "lonely", X)
+    dep = Registry().deployment("lonely")
+    assert dep["serving_version"] is None
+    assert not endpoint.router_status("lonely")["running"]
+    pid = dep.get("router_pid")
+    assert not (pid and process.alive(pid))

@@ -378,7 +378,7 @@ def promote(
             "only a version that passed its gate can serve."
         )
     with _promotion_lock(name):  # two deploys finishing at once promote one after the other
-        new = start(name, version, port=port, host=host, progress=progress)
+        new = _start_beside_router(name, version, port=port, host=host, progress=progress)
         done = endpoint.switch(name, version)
         Registry().log_event("promote", name=name, version=version, detail={"previous": done["previous"]})
         reg = Registry()
@@ -389,6 +389,32 @@ def promote(
                     reg.update_version(name, other["version"], status="ready")
                 stop(name, other["version"], router=False)
     say("serving", f"{name} v{version} serving at {done['url']} (stable endpoint)")
+    return new
+
+
+def _start_beside_router(
+    name: str, version: int, *, port: int | None, host: str, progress: Progress | None
+) -> Deployment:
+    """Start ``version``'s server while the stable endpoint's router starts, if it must.
+
+    Both are process starts that mostly wait on imports; side by side, the first deploy of a
+    name is ready about half a second sooner. A router started here stops again if the
+    version's server fails to start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nbdeploy.serve import endpoint
+
+    if endpoint.router_status(name).get("running"):
+        return start(name, version, port=port, host=host, progress=progress)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbdeploy-router") as pool:
+        router = pool.submit(endpoint.ensure_router, name)
+        try:
+            new = start(name, version, port=port, host=host, progress=progress)
+        except BaseException:
+            if router.exception() is None:
+                endpoint.stop_router(name)
+            raise
+        router.result()  # a router that would not start is reported as before, by its error
     return new
 
 
