@@ -1,54 +1,48 @@
-"""The core facade: every front door (magic, panel, CLI, server extension) calls these."""
+"""The core facade: every front door (magic, panel, CLI, server extension) calls these.
+
+Deploying lives here; serving a version (start, stop, promote, rollback) is in
+:mod:`nbdeploy.serving`, a version's stored files in :mod:`nbdeploy.artifacts`, names and
+references in :mod:`nbdeploy.refs`. All are re-exported, so ``api.X`` keeps working.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from nbdeploy import config, lineage
+from nbdeploy.artifacts import (
+    load_model,
+    load_reference,
+    model_path,
+    reference_path,
+    save_model,
+    stamp_version,
+    verify_artifact,
+    write_reference,
+)
 from nbdeploy.capture import adapter_for, infer_schema, pins_for
 from nbdeploy.capture.environment import python_version
 from nbdeploy.capture.frameworks import fingerprint
 from nbdeploy.capture.schema import Schema, reference_sample, sample_frame
 from nbdeploy.deployment import Deployment
-from nbdeploy.errors import NbdeployError, NotFoundError, TamperedArtifactError
+from nbdeploy.errors import NbdeployError, NotFoundError
 from nbdeploy.package import build
 from nbdeploy.package.runtime.integrity import artifact_sha256
+from nbdeploy.refs import NAME_RE, Progress, check_name, noop, parse_ref
 from nbdeploy.registry import Registry
-from nbdeploy.serve import process
+from nbdeploy.serving import is_loopback, promote, rollback, start, stop
 
-Progress = Callable[[str, str], None]
+__all__ = [
+    "NAME_RE", "STAGES", "Progress", "check_name", "deploy", "deployments", "drift",
+    "endpoint_url", "get", "get_split", "is_loopback", "kpis", "load_model", "load_reference",
+    "parse_ref", "promote", "reference_path", "rollback", "shadow", "split", "start", "stop",
+    "validation_params", "verify_artifact",
+]
+
 STAGES = ("capturing", "building", "starting", "validating", "serving")
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
-
-
-def _noop(stage: str, message: str) -> None:
-    pass
-
-
-def check_name(name: str) -> str:
-    """Deployment names become BentoML tags and URL parts: lowercase, digits, - _ ."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise NbdeployError(
-            f"invalid deployment name {name!r}: use 1-63 lowercase letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit (e.g. 'iris-classifier')."
-        )
-    return name
-
-
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``"name"`` or ``"name:3"`` → (name, version or None)."""
-    name, _, ver = str(ref).partition(":")
-    if ver and not ver.lstrip("v").isdigit():
-        raise NbdeployError(f"invalid version in {ref!r}: write NAME or NAME:VERSION, e.g. iris:3.")
-    return name, int(ver.lstrip("v")) if ver else None
 
 
 def deploy(
@@ -86,7 +80,7 @@ def deploy(
         if captured is not None:
             return captured
         validate, require, require_better, params = map(gate.get, GATE_KEYS)
-    say = progress or _noop
+    say = progress or noop
     check_name(name)
     reg = Registry()
 
@@ -111,10 +105,10 @@ def deploy(
 
     say("building", "saving the model and building the bento")
     reference = reference_sample(frame)
-    model_tag = _save_model(adapter, model, name, model_hash, info)
+    model_tag = save_model(adapter, model, name, model_hash, info)
     bento_version = f"{model_hash[:12]}-{int(time.time() * 1000) % 10**9:09d}"
     build_dir = config.home() / "builds" / name / bento_version
-    stored = _model_path(model_tag)
+    stored = model_path(model_tag)
     sha = artifact_sha256(stored)
     if info.framework == "skops":
         from nbdeploy.capture.frameworks import trusted_types
@@ -144,11 +138,11 @@ def deploy(
         event={"action": "deploy", "notebook": nb_path,
                "detail": {"bento_tag": result.bento_tag, "framework": info.framework}},
     )
-    _write_reference(name, version, reference)
+    write_reference(name, version, reference)
     if sensitive:
         _set_sensitive(reg, name, sensitive, schema)
     # the bento's metadata.json learns its version number once the registry assigned it
-    _stamp_version(result.bento_tag, version)
+    stamp_version(result.bento_tag, version)
 
     if not serve and not validate:
         say("stopped", f"{name} v{version} registered (not served)")
@@ -212,228 +206,6 @@ def _unchanged(reg: Registry, name: str, model_hash: str, schema: Schema, pins: 
     return None
 
 
-def _save_model(adapter: Any, model: Any, name: str, model_hash: str, info: Any) -> str:
-    import bentoml
-
-    tag = f"{name}:{model_hash[:20]}" + ("-skops" if info.framework == "skops" else "")
-    try:
-        return str(bentoml.models.get(tag).tag)
-    except bentoml.exceptions.NotFound:
-        pass
-    labels = {"nbdeploy.name": name, "framework": info.framework}
-    saved = adapter.save(model, tag, labels=labels, metadata={"task": info.task})
-    return str(saved.tag)
-
-
-def _model_path(model_tag: str) -> str:
-    import bentoml
-
-    return bentoml.models.get(model_tag).path
-
-
-def _stamp_version(bento_tag: str, version: int) -> None:
-    import json
-
-    import bentoml
-
-    meta = Path(bentoml.get(bento_tag).path) / "src" / "metadata.json"
-    if meta.exists():
-        data = json.loads(meta.read_text())
-        data["version"] = version
-        meta.write_text(json.dumps(data, indent=2, default=str))
-
-
-def reference_path(name: str, version: int) -> Path:
-    """Where a version's reference sample is kept (explanations and drift use it)."""
-    return config.runs_dir() / name / f"v{version}" / "reference.parquet.pkl"
-
-
-def _write_reference(name: str, version: int, reference: pd.DataFrame) -> None:
-    path = reference_path(name, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    reference.to_pickle(path)
-
-
-def load_reference(name: str, version: int | None = None) -> pd.DataFrame:
-    """The reference sample stored with a version."""
-    row = Registry().version(name, version)
-    return pd.read_pickle(reference_path(name, row["version"]))
-
-
-def verify_artifact(row: dict[str, Any]) -> None:
-    """Refuse a stored model whose files changed since deploy (with an audit event)."""
-    try:
-        actual = artifact_sha256(_model_path(row["model_tag"]))
-    except Exception as exc:
-        raise TamperedArtifactError(
-            f"the model {row['model_tag']} of {row['name']} v{row['version']} is missing from the "
-            f"BentoML store ({exc}); redeploy it from the notebook."
-        ) from None
-    if actual != row["artifact_sha256"]:
-        Registry().log_event("artifact-tampered", name=row["name"], version=row["version"],
-                             detail={"expected": row["artifact_sha256"], "actual": actual})
-        raise TamperedArtifactError(
-            f"refusing to serve {row['name']} v{row['version']}: its model files changed after deploy "
-            f"(sha256 {actual[:12]}… ≠ recorded {row['artifact_sha256'][:12]}…). Redeploy from the notebook."
-        )
-
-
-@contextmanager
-def _promotion_lock(name: str) -> Iterator[None]:
-    """An exclusive lock per deployment name, held while the serving version changes."""
-    import fcntl
-
-    folder = config.home() / "locks"
-    folder.mkdir(exist_ok=True)
-    with open(folder / f"{name}.promote.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _ensure_router(name: str) -> str:
-    from nbdeploy.serve import endpoint
-
-    return endpoint.ensure_router(name)
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach."""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def start(
-    name: str, version: int | None = None, *, port: int | None = None,
-    host: str = config.DEFAULT_HOST, progress: Progress | None = None,
-    api_key: str | None = None, tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
-) -> Deployment:
-    """Start (or restart) the server of a version; by default the serving one.
-
-    Any address other than loopback needs an API key: ``api_key``, ``$NBDEPLOY_API_KEY``, or
-    a generated one shown once. ``tls_cert``/``tls_key`` serve HTTPS."""
-    say = progress or _noop
-    if bool(tls_cert) != bool(tls_key):
-        raise NbdeployError("HTTPS needs both --tls-cert and --tls-key (PEM files).")
-    reg = Registry()
-    row = reg.version(name, version)
-    dep = Deployment(name, row["version"])
-    serving = reg.deployment(name)["serving_version"] == row["version"]
-    if dep.status() == "serving":
-        if serving:
-            _ensure_router(name)
-        return dep
-    verify_artifact(row)
-    # a server SIGKILLed earlier can leave its worker answering on the old port: stop it first
-    process.stop_bento(row["bento_tag"])
-    key = api_key or os.environ.get("NBDEPLOY_API_KEY") or None
-    generated = False
-    if not is_loopback(host) and not key:
-        import secrets
-
-        key, generated = secrets.token_urlsafe(32), True
-    extra: list[str] = []
-    if tls_cert:
-        for path in (tls_cert, tls_key):
-            if not Path(str(path)).is_file():
-                raise NbdeployError(f"TLS file not found: {path}")
-        extra = ["--ssl-certfile", str(tls_cert), "--ssl-keyfile", str(tls_key)]
-    say("starting", f"starting bentoml serve for {name} v{row['version']}")
-    last = row.get("port")
-    want = port or (last if last and not process.port_in_use(last, host) else None)
-    pid, port = process.start_server(
-        row["bento_tag"], log_file=process.log_path(name, row["version"]), host=host, port=want,
-        env={"NBDEPLOY_API_KEY": key} if key else {"NBDEPLOY_API_KEY": ""}, extra_args=extra,
-    )
-    reg.update_version(name, row["version"], pid=pid, port=port, host=host, tls=int(bool(tls_cert)),
-                       auth=int(bool(key)))
-    reg.log_event("start", name=name, version=row["version"],
-                  detail={"pid": pid, "port": port, "host": host, "tls": bool(tls_cert),
-                          "api_key": bool(key)})
-    if serving:
-        _ensure_router(name)
-    started = Deployment(name, row["version"])
-    started.api_key = key
-    say("serving", f"{name} v{row['version']} serving at {started.url}")
-    if generated:
-        say("serving", f"API key for {started.url} (shown once, not stored): {key}")
-    return started
-
-
-def promote(
-    name: str, version: int, *, port: int | None = None, host: str = config.DEFAULT_HOST,
-    progress: Progress | None = None,
-) -> Deployment:
-    """Make ``version`` the serving one behind the stable URL, then stop the previous server.
-
-    The router switches only once the new server answers, so clients see no failed request."""
-    from nbdeploy.serve import endpoint
-
-    say = progress or _noop
-    row = Registry().version(name, version)
-    if row["status"] in ("rejected", "failed", "interrupted", "candidate"):
-        raise NbdeployError(
-            f"{name} v{version} is {row['status']} ({row.get('reason') or 'no reason recorded'}); "
-            "only a version that passed its gate can serve."
-        )
-    with _promotion_lock(name):  # two deploys finishing at once promote one after the other
-        new = _start_beside_router(name, version, port=port, host=host, progress=progress)
-        done = endpoint.switch(name, version)
-        Registry().log_event("promote", name=name, version=version, detail={"previous": done["previous"]})
-        reg = Registry()
-        for other in reg.versions(name):  # whatever served before this switch stops now
-            was_serving = other["version"] == done["previous"] or other["status"] == "serving"
-            if other["version"] != version and was_serving:
-                if other["status"] == "serving":
-                    reg.update_version(name, other["version"], status="ready")
-                stop(name, other["version"], router=False)
-    say("serving", f"{name} v{version} serving at {done['url']} (stable endpoint)")
-    return new
-
-
-def _start_beside_router(
-    name: str, version: int, *, port: int | None, host: str, progress: Progress | None
-) -> Deployment:
-    """Start ``version``'s server while the stable endpoint's router starts, if it must.
-
-    Both are process starts that mostly wait on imports; side by side, the first deploy of a
-    name is ready about half a second sooner. A router started here stops again if the
-    version's server fails to start."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from nbdeploy.serve import endpoint
-
-    if endpoint.router_status(name).get("running"):
-        return start(name, version, port=port, host=host, progress=progress)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbdeploy-router") as pool:
-        router = pool.submit(endpoint.ensure_router, name)
-        try:
-            new = start(name, version, port=port, host=host, progress=progress)
-        except BaseException:
-            if router.exception() is None:
-                endpoint.stop_router(name)
-            raise
-        router.result()  # a router that would not start is reported as before, by its error
-    return new
-
-
-def stop(name: str, version: int | None = None, *, router: bool | None = None) -> bool:
-    """Stop a version's server (by default the serving one, and then the stable endpoint's
-    router too); True if a server was running."""
-    reg = Registry()
-    row = reg.version(name, version)
-    if router if router is not None else version is None:
-        from nbdeploy.serve import endpoint
-
-        endpoint.stop_router(name)
-    stopped = process.stop_pid(row.get("pid"))
-    stopped = bool(process.stop_bento(row["bento_tag"])) or stopped
-    reg.update_version(name, row["version"], pid=None)
-    reg.log_event("stop", name=name, version=row["version"], detail={"was_running": stopped})
-    return stopped
-
-
 def deployments() -> list[dict[str, Any]]:
     """Every deployment with its serving version, status and endpoint."""
     out = []
@@ -453,41 +225,6 @@ def get(ref: str) -> Deployment:
     return Deployment(name, row["version"])
 
 
-def load_model(ref: str) -> tuple[Any, pd.DataFrame]:
-    """The deployed model object and its reference sample, loaded from the BentoML store."""
-    import bentoml
-    import cloudpickle
-
-    name, version = parse_ref(ref)
-    row = Registry().version(name, version)
-    verify_artifact(row)
-    stored = bentoml.models.get(row["model_tag"])
-    framework = row["framework"]
-    if framework == "pyfunc":
-        from nbdeploy.capture.frameworks import PYFUNC_FILE
-
-        model = cloudpickle.loads(Path(stored.path_of(PYFUNC_FILE)).read_bytes())
-    elif framework == "xgboost":
-        import xgboost as xgb
-
-        from nbdeploy.capture.frameworks import XGB_FILE
-
-        cls = stored.info.metadata.get("xgboost_class", "Booster")
-        model = xgb.Booster() if cls == "Booster" else getattr(xgb, cls)()
-        model.load_model(stored.path_of(XGB_FILE))
-    elif framework == "skops":
-        import skops.io as sio
-
-        from nbdeploy.capture.frameworks import SKOPS_FILE, trusted_types
-
-        model = sio.load(stored.path_of(SKOPS_FILE), trusted=trusted_types(stored.path))
-    elif framework == "lightgbm" and stored.info.module.endswith("lightgbm"):
-        model = bentoml.lightgbm.load_model(stored)
-    else:
-        model = bentoml.sklearn.load_model(stored)
-    return model, load_reference(name, row["version"])
-
-
 def validation_params(ref: str) -> dict[str, Any]:
     """Parameters injected into validation notebooks for ``name[:version]``."""
     name, version = parse_ref(ref)
@@ -499,31 +236,6 @@ def validation_params(ref: str) -> dict[str, Any]:
         "model_tag": row["model_tag"],
         "endpoint": dep.url if dep.status() == "serving" else None,
     }
-
-
-def rollback(name: str, to: int | None = None, *, progress: Progress | None = None) -> Deployment:
-    """Serve the previous good version again (or version ``to``)."""
-    reg = Registry()
-    current = reg.deployment(name)["serving_version"]
-    if to is None:
-        older = [
-            v for v in reg.versions(name)
-            if v["status"] == "ready" and (current is None or v["version"] < current)
-        ]
-        if not older:
-            raise NbdeployError(
-                f"{name} has no earlier good version to roll back to (serving v{current}); "
-                f"see `nbdeploy show {name}` for its versions."
-            )
-        to = older[-1]["version"]
-    row = reg.version(name, to)
-    if row["status"] not in ("ready", "serving"):
-        raise NbdeployError(
-            f"{name} v{to} is {row['status']} ({row.get('reason') or 'no reason recorded'}); "
-            "only a version that passed its gate can serve."
-        )
-    reg.log_event("rollback", name=name, version=to, detail={"from": current})
-    return promote(name, to, progress=progress)
 
 
 def split(name: str, weights: dict[int, int]) -> dict[int, int]:

@@ -175,7 +175,7 @@ def explain(model_or_name: Any, X: Any, *, background: pd.DataFrame | None = Non
     """
     model = model_or_name
     if isinstance(model_or_name, str):
-        from nbdeploy.api import load_model
+        from nbdeploy.artifacts import load_model
 
         model, stored = load_model(model_or_name)
         background = stored if background is None else background

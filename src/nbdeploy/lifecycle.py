@@ -11,7 +11,7 @@ from nbdeploy.registry import Registry
 
 def diff(ref_a: str, ref_b: str) -> dict[str, Any]:
     """What changed between two versions: schema, pins, metrics, lineage."""
-    from nbdeploy.api import parse_ref
+    from nbdeploy.refs import parse_ref
 
     reg = Registry()
     rows = []
@@ -45,8 +45,8 @@ def diff(ref_a: str, ref_b: str) -> dict[str, Any]:
 
 def export_spec(ref: str, *, image: str | None = None) -> Any:
     """An ExportSpec for ``name[:version]``, with the local split and shadow."""
-    from nbdeploy.api import parse_ref
     from nbdeploy.package.export import ExportSpec, Variant
+    from nbdeploy.refs import parse_ref
 
     name, version = parse_ref(ref)
     reg = Registry()

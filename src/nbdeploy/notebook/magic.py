@@ -95,9 +95,9 @@ class DeployMagics(Magics):
         return self.deploy(f"{line} {extra}")
 
     def _deploy(self, args: Any) -> Any:
-        from nbdeploy.api import check_name
         from nbdeploy.notebook.jobs import DeployJob
         from nbdeploy.notebook.panel import DeploymentPanel
+        from nbdeploy.refs import check_name
 
         model = self._lookup(args.model, "model")
         if args.sample is None:

@@ -66,7 +66,7 @@ def weights_field(data: dict[str, Any]) -> dict[int, int]:
 
 def name_part(name: str) -> str:
     """A deployment name from the URL, checked like nbdeploy.api.check_name."""
-    from nbdeploy.api import NAME_RE
+    from nbdeploy.refs import NAME_RE
 
     if not NAME_RE.match(name):
         raise BadInput("name", f"invalid deployment name {name!r}: use lowercase letters, digits, "
