@@ -144,3 +144,24 @@ def test_interrupt_and_kill_reach_a_forked_kernel(tmp_path: Path) -> None:
     assert result.status == "failed" and "timed out after 2 s" in result.reason
     assert result.duration_s < 30
     assert fastkernel.fork_server_pid() is not None  # the server survives its kernels' ends
+
+
+def test_warm_starts_the_fork_server_in_the_background() -> None:
+    script = textwrap.dedent("""
+        import os, time
+        from nbdeploy.validate import fastkernel
+        assert fastkernel.fork_server_pid() is None
+        fastkernel.warm()
+        deadline = time.monotonic() + 60
+        while fastkernel.fork_server_pid() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = fastkernel.fork_server_pid()
+        fastkernel.warm()  # a second call starts nothing new
+        time.sleep(0.2)
+        print(pid, fastkernel.fork_server_pid(), os.getpid())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    first, second, caller = map(int, proc.stdout.split())
+    assert first == second != caller

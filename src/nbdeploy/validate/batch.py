@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbdeploy.validate import fastkernel
 from nbdeploy.validate.requirements import (
     Requirement,
     Requirements,
@@ -241,6 +242,7 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     names = _output_names(notebooks, combos, list(grid))
     jobs = [(nb, combo) for nb in notebooks for combo in combos]
+    fastkernel.warm()
     report: Progress | None = _stderr_progress if progress is True else (progress or None)
     required = list(required)
     lock = threading.Lock()
