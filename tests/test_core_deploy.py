@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import nbdeploy.api as api
+from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,7 @@ def served():
     yield made
     for dep in made:
         for v in dep.row and api.Registry().versions(dep.name):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _check(dep, model, X, predict=None):

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-import nbdeploy.api as api
 from nbdeploy.registry import Registry
+from nbdeploy.serve import process
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_notebooks"
@@ -22,7 +22,7 @@ def stop_all():
     reg = Registry()
     for dep in reg.deployments():
         for v in reg.versions(dep["name"]):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _outputs(nb: nbformat.NotebookNode) -> list[dict]:

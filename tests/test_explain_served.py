@@ -10,6 +10,7 @@ import nbdeploy
 import nbdeploy.api as api
 from nbdeploy.deployment import _records
 from nbdeploy.registry import Registry
+from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def stop_all():
     reg = Registry()
     for dep in reg.deployments():
         for v in reg.versions(dep["name"]):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 @pytest.mark.parametrize("family", list(_families()))

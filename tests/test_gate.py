@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 import nbdeploy.api as api
 from nbdeploy.registry import Registry
+from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def cleanup():
     reg = Registry()
     for dep in reg.deployments():
         for v in reg.versions(dep["name"]):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _answers(dep, X) -> list:

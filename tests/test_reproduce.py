@@ -20,6 +20,7 @@ from nbdeploy.intercept import REPRODUCE_ENV, RETRAIN_ENV, Captured, intercept, 
 from nbdeploy.registry import Registry
 from nbdeploy.reproduce import ReproduceWarning, compare_predictions, reproduce
 from nbdeploy.retrain import retrain
+from nbdeploy.serve import process
 from tests import models
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -32,7 +33,7 @@ def stop_all():
     reg = Registry()
     for dep in reg.deployments():
         for v in reg.versions(dep["name"]):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _train(notebook: Path, out: Path, **parameters) -> None:

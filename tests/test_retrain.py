@@ -15,6 +15,7 @@ from nbdeploy.errors import NbdeployError
 from nbdeploy.intercept import run_training
 from nbdeploy.registry import Registry
 from nbdeploy.retrain import gate_options, retrain
+from nbdeploy.serve import process
 from tests import models
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -35,7 +36,7 @@ def stop_all():
     reg = Registry()
     for dep in reg.deployments():
         for v in reg.versions(dep["name"]):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _accuracy_notebook(path: Path) -> Path:

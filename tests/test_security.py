@@ -18,6 +18,7 @@ import nbdeploy.api as api
 from nbdeploy import config
 from nbdeploy.cli import cli
 from nbdeploy.registry import Registry
+from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def stop_all():
     reg = Registry()
     for dep in reg.deployments():
         for v in reg.versions(dep["name"]):
-            api.process.stop_pid(v.get("pid"), grace=3)
+            process.stop_pid(v.get("pid"), grace=3)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 import nbdeploy.api as api
+from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def served():
     dep = api.deploy(model, "v2-iris", X)
     row = dep.row  # read now: each test gets its own NBDEPLOY_HOME
     yield dep.url, model, X
-    api.process.stop_pid(row["pid"], grace=3)
+    process.stop_pid(row["pid"], grace=3)
 
 
 def test_tritonclient_infers_one_tensor_per_column(served):

@@ -12,6 +12,8 @@ from typing import Any
 
 from nbdeploy import config
 from nbdeploy.registry import Registry
+from nbdeploy.serve import process
+from nbdeploy.validate import fastkernel
 from nbdeploy.validate.batch import BatchResult, run_batch
 from nbdeploy.validate.requirements import check, compare
 from nbdeploy.validate.requirements import require_better as worse_than_champion
@@ -59,6 +61,7 @@ def run_gate(
         progress("failed", reason)
         return False
     progress("starting", f"starting candidate v{version} on a side port")
+    fastkernel.warm()  # kernels' fork server starts while the candidate's server does
     candidate = api.start(name, version, host=host, progress=progress)
     out_dir = config.runs_dir() / name / f"v{version}"
     reasons: list[str] = []
@@ -86,7 +89,7 @@ def run_gate(
                 reasons.append(f"--require-better needs the champion v{champion} serving to compare; "
                                f"start it with `nbdeploy serve {name}`")
     except BaseException:
-        api.process.stop_pid(reg.version(name, version).get("pid"))
+        process.stop_pid(reg.version(name, version).get("pid"))
         raise
     summary = {"passed": not reasons, "metrics": metrics, "champion_metrics": champion_metrics,
                "deltas": deltas, "reasons": reasons, "require": require,
