@@ -77,6 +77,14 @@ def render_row_model(schema: Schema) -> str:
         "",
     ]
     lines += [_field_line(col, _field_name(col.name, taken)) for col in schema.columns]
+    lines += [
+        "",
+        "",
+        "# Row fields in column order, and the one numpy dtype all columns share (if they do):",
+        "# then a batch becomes one typed array instead of a DataFrame cast column by column.",
+        "ROW_FIELDS = [next(k for k, f in Row.model_fields.items() if (f.alias or k) == c) for c in COLUMNS]",
+        "UNIFORM_DTYPE = frames.uniform_dtype(SCHEMA)",
+    ]
     return "\n".join(lines)
 
 
@@ -243,6 +251,9 @@ class {class_name}:
         RUNTIME["service"] = self
 
     def _frame(self, rows: list[Row]) -> pd.DataFrame:
+        if UNIFORM_DTYPE:
+            values = [[getattr(row, field) for field in ROW_FIELDS] for row in rows]
+            return frames.matrix_frame(values, SCHEMA, UNIFORM_DTYPE)
         records = [row.model_dump(by_alias=True) for row in rows]
         return frames.rows_to_frame(records, SCHEMA)
 
@@ -305,4 +316,10 @@ FOOTER = """
 
 # Refuse pickle payloads; require NBDEPLOY_API_KEY when the server was started with one.
 ModelService.add_asgi_middleware(guard.RequestGuard)
+
+# BentoML works out an answer's media type from its JSON schema on every response; it is
+# fixed per endpoint, so work it out once.
+for _api in ModelService.apis.values():
+    if _api.output_spec.media_type is None:
+        _api.output_spec.media_type = _api.output_spec.mime_type()
 """

@@ -41,6 +41,28 @@ def rows_to_frame(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pd.Data
     return cast_frame(df, columns)
 
 
+def uniform_dtype(schema: dict[str, Any]) -> str | None:
+    """The one plain numpy dtype of every column (e.g. all ``float64``), else None.
+
+    Such a schema needs no per-column cast: the rows become one typed 2-D array."""
+    columns = schema["columns"]
+    dtypes = {str(c["dtype"]) for c in columns}
+    if not columns or len(dtypes) != 1 or any(c["kind"] not in ("float", "int", "bool") for c in columns):
+        return None
+    dtype = dtypes.pop()
+    try:
+        np.dtype(dtype)  # pandas extension dtypes (Int64, Float64, boolean) are not numpy's
+    except TypeError:
+        return None
+    return dtype
+
+
+def matrix_frame(values: list[list[Any]], schema: dict[str, Any], dtype: str) -> pd.DataFrame:
+    """Rows of values in column order (None for a missing float) to the training DataFrame."""
+    names = [c["name"] for c in schema["columns"]]
+    return pd.DataFrame(np.array(values, dtype=dtype).reshape(len(values), len(names)), columns=names)
+
+
 def model_input(df: pd.DataFrame, schema: dict[str, Any]) -> Any:
     """What the model was fitted on: the DataFrame, or a numpy array for array-trained models."""
     return df.to_numpy() if schema.get("input_kind") == "array" else df
