@@ -197,7 +197,7 @@ def _nbdeploy_deploy(model: Any, X: Any, name: str, body: dict) -> tuple[float, 
     redeploy = time.perf_counter() - t1
     if again.version != dep.version:
         raise RuntimeError("redeploy of an unchanged model built a new version")
-    api.stop(name, dep.version)
+    api.stop(name, dep.version, router=True)  # the router too: nothing outlives the run
     return done - t0, redeploy, phases
 
 
@@ -366,7 +366,7 @@ def run() -> list[dict]:
                 {"nbdeploy": dep.url, "bentoml": hand_base, "starlette": bare_base}, body, expected
             )
         finally:
-            api.stop(dep.name, dep.version)
+            api.stop(dep.name, dep.version, router=True)
             for pid in pids:
                 _stop(pid)
 

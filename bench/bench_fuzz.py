@@ -4,9 +4,10 @@ Setup: a gradient-boosting pipeline on int, float, category, nullable-string and
 columns (tests/helpers/fault_deploy.py ``mixed_classifier``), deployed and served by
 `bentoml serve` on 127.0.0.1. schemathesis reads the service's own OpenAPI document
 (``/docs.json``) and runs its coverage and fuzzing phases, positive and negative data, on every
-POST operation it lists (/predict, /predict_proba, /explain; the /v2 routes are plain Starlette
-routes absent from that document). Checks: no 5xx, status codes, content types, headers and
-bodies as declared, schema-violating requests refused, schema-valid ones accepted. Hypothesis
+POST operation it lists: /predict, /predict_proba, /explain, and the Open Inference Protocol's
+/v2/models/{model}/infer (the bento's guard adds the V2 routes to that document). Checks: no
+5xx, status codes, content types, headers and bodies as declared, schema-violating requests
+refused, schema-valid ones accepted (not for V2: see ``run_schemathesis``). Hypothesis
 stops fuzzing an operation at its first failure, so runs repeat with seeds 1, 2, ... until at least
 ``MIN_CASES`` cases ran; failure counts are summed over the runs.
 
@@ -46,17 +47,26 @@ NAME = "bench-fuzz"
 
 def run_schemathesis(
     url: str, *, max_examples: int, workdir: Path, seed: int | None = None, timeout: float = 1800,
+    v2: bool = False,
 ) -> dict[str, Any]:
-    """Run ``schemathesis run`` against ``url``/docs.json (POST operations only) and return its JSON
+    """Run ``schemathesis run`` against ``url``/docs.json and return its JSON
     report plus ``output`` (the console text: each failure with a curl line to reproduce it) and
-    ``codes`` ({failure code: count})."""
+    ``codes`` ({failure code: count}).
+
+    ``v2=False`` fuzzes BentoML's own POST operations with every check; ``v2=True`` the Open
+    Inference Protocol routes (/v2/...), without ``positive_data_acceptance``: a V2 request is
+    valid only when its tensors agree with each other (equal lengths, shape x width), which JSON
+    Schema cannot say, so most schema-valid bodies are rightly refused with a 400."""
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise ValueError(f"fuzzing only targets 127.0.0.1 (got {url!r})")
     workdir.mkdir(parents=True, exist_ok=True)
     report = workdir / "schemathesis.json"
+    checks = [c for c in CHECKS if not (v2 and c == "positive_data_acceptance")]
     cmd = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json",
-        "--include-method", "POST", "--checks", ",".join(CHECKS), "--max-examples", str(max_examples),
+        *(["--include-path-regex", "^/v2/"] if v2 else
+          ["--include-method", "POST", "--exclude-path-regex", "^/v2/"]),
+        "--checks", ",".join(checks), "--max-examples", str(max_examples),
         "--workers", "1", "--continue-on-failure", "--generation-database", "none", "--no-color",
         "--request-timeout", "120", "--report", "json", "--report-json-path", str(report),
     ]
@@ -71,6 +81,27 @@ def run_schemathesis(
     data["output"] = proc.stdout
     data["codes"] = {f["code"]: f["count"] for f in data.get("failures", [])}
     return data
+
+
+def fuzz_all(url: str, *, max_examples: int, workdir: Path, seed: int | None = None) -> dict[str, Any]:
+    """Both runs of :func:`run_schemathesis` (BentoML's operations, then V2), merged."""
+    parts = [run_schemathesis(url, max_examples=max_examples, workdir=workdir / name, seed=seed, v2=v2)
+             for name, v2 in (("bentoml", False), ("v2", True))]
+    merged: dict[str, Any] = {
+        "complete": all(p.get("complete") for p in parts),
+        "operations": {"tested": sum(p["operations"]["tested"] for p in parts)},
+        "valid_rates": {k: v for p in parts for k, v in p.get("valid_rates", {}).items()},
+        "test_cases": {k: sum(p["test_cases"][k] for p in parts)
+                       for k in ("generated", "with_failures", "errored")},
+        "errors": [e for p in parts for e in p.get("errors", [])],
+        "output": "\n".join(p["output"] for p in parts),
+        "running_time": sum(p.get("running_time", 0.0) for p in parts),
+        "codes": {},
+    }
+    for p in parts:
+        for code, n in p["codes"].items():
+            merged["codes"][code] = merged["codes"].get(code, 0) + n
+    return merged
 
 
 def failures_text(result: dict[str, Any], limit: int = 6000) -> str:
@@ -100,8 +131,8 @@ def _run(work: Path) -> list[dict[str, Any]]:
         started = time.perf_counter()
         while cases < MIN_CASES and runs < MAX_RUNS:
             runs += 1
-            result = run_schemathesis(str(dep.url), max_examples=EXAMPLES, seed=runs,
-                                      workdir=work / f"fuzz-{runs}")
+            result = fuzz_all(str(dep.url), max_examples=EXAMPLES, seed=runs,
+                              workdir=work / f"fuzz-{runs}")
             cases += result["test_cases"]["generated"]
             failed += result["test_cases"]["with_failures"]
             for code, n in result["codes"].items():
@@ -114,8 +145,8 @@ def _run(work: Path) -> list[dict[str, Any]]:
     server = sum(n for code, n in codes.items() if code in SERVER_ERRORS)
     kinds = ", ".join(f"{code} x{n}" for code, n in sorted(codes.items())) or "none"
     return [
-        {"benchmark": "schemathesis on /predict, /predict_proba, /explain (coverage + fuzzing, "
-                      "positive + negative)",
+        {"benchmark": "schemathesis on /predict, /predict_proba, /explain and V2 /infer (coverage + "
+                      "fuzzing, positive + negative)",
          "figure": f"{failed} failing cases of {cases} in {runs} run(s), seeds 1-{runs} ({kinds})",
          "baseline": "0 failing cases",
          "ratio": round((cases - failed) / cases, 3) if cases else None,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 SESSION_BENTOML_HOME = ""  # set in pytest_configure: one BentoML store per test process
+SESSION_HOME = ""  # the NBDEPLOY_HOME of module-scoped fixtures, emptied at session end
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -68,6 +69,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     session_home = Path(tempfile.mkdtemp(prefix="nbdeploy-tests-"))
     os.environ["NBDEPLOY_HOME"] = str(session_home / "nbdeploy")
-    global SESSION_BENTOML_HOME
+    global SESSION_BENTOML_HOME, SESSION_HOME
+    SESSION_HOME = os.environ["NBDEPLOY_HOME"]
     SESSION_BENTOML_HOME = os.environ["BENTOML_HOME"] = str(session_home / "bentoml")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Servers and routers that module-scoped fixtures started in the session home: none may
+    # outlive the run, whatever a fixture's own teardown forgot.
+    if SESSION_HOME:
+        _stop_everything(Path(SESSION_HOME) / "registry.sqlite")

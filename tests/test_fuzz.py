@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from bench.bench_fuzz import SERVER_ERRORS, failures_text, run_schemathesis
+from bench.bench_fuzz import SERVER_ERRORS, failures_text, fuzz_all
 
 from tests.helpers.fault_deploy import mixed_classifier
 
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = 12
 SEED = 20251125
-OPERATIONS = {"POST /predict", "POST /predict_proba", "POST /explain"}
+OPERATIONS = {"POST /predict", "POST /predict_proba", "POST /explain", "POST /v2/models/{model}/infer",
+              "GET /v2/models/{model}", "GET /v2/health/live", "GET /v2/health/ready"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         pid, url, log = dep.row["pid"], str(dep.url), process.log_path("fuzz", dep.version)
         router = Registry().deployment("fuzz").get("router_pid")
     try:
-        result = run_schemathesis(url, max_examples=EXAMPLES, seed=SEED, workdir=work / "run")
+        result = fuzz_all(url, max_examples=EXAMPLES, seed=SEED, workdir=work / "run")
         result["server_log"] = log.read_text(errors="replace") if log.exists() else ""
         yield result
     finally:

@@ -8,6 +8,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 import nbdeploy.api as api
+from nbdeploy.registry import Registry
 from nbdeploy.serve import process
 from tests import models
 
@@ -20,7 +21,9 @@ def served():
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
     dep = api.deploy(model, "v2-iris", X)
     row = dep.row  # read now: each test gets its own NBDEPLOY_HOME
+    router = Registry().deployment("v2-iris").get("router_pid")
     yield dep.url, model, X
+    process.stop_pid(router, grace=3)
     process.stop_pid(row["pid"], grace=3)
 
 
@@ -73,3 +76,20 @@ def test_single_2d_tensor_and_standard_errors(served):
     missing = httpx.post(f"{base}/v2/models/nope/infer", json=body)
     assert missing.status_code == 404 and "v2-iris" in missing.json()["error"]
     assert httpx.get(f"{base}/v2/health/live").json() == {"live": True}
+
+
+def test_v2_routes_are_in_the_openapi_document_and_unknown_ones_answer_json(served):
+    url, _, _ = served
+    doc = httpx.get(f"{url}/docs.json", timeout=10).json()
+    infer = doc["paths"]["/v2/models/{model}/infer"]["post"]
+    assert infer["parameters"][0]["schema"]["enum"] == ["v2-iris"]
+    body = infer["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["inputs"] and body["properties"]["inputs"]["minItems"] == 1
+    assert {"200", "400", "404", "415", "422"} <= set(infer["responses"])
+    assert {"/v2/health/live", "/v2/health/ready", "/v2/models/{model}"} <= set(doc["paths"])
+    assert "/predict" in doc["paths"]  # BentoML's own operations are still there
+    missing = httpx.get(f"{url}/v2/models/v2-iris/nonsense", timeout=10)
+    assert missing.status_code == 404 and "/v2/models/v2-iris" in missing.json()["error"]
+    no_type = httpx.post(f"{url}/v2/models/v2-iris/infer", timeout=10, json={
+        "inputs": [{"name": c, "shape": [1], "data": [1.0]} for c in served[2].columns]})
+    assert no_type.status_code == 400 and "'datatype'" in no_type.json()["error"]

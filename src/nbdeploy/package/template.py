@@ -315,7 +315,8 @@ EXPLAIN = '''
 FOOTER = """
 
 # Refuse pickle payloads; require NBDEPLOY_API_KEY when the server was started with one.
-ModelService.add_asgi_middleware(guard.RequestGuard)
+ModelService.add_asgi_middleware(guard.RequestGuard, extra_paths=v2.openapi_paths(
+    name=METADATA["name"], has_proba=bool(METADATA.get("has_proba"))))
 
 # BentoML works out an answer's media type from its JSON schema on every response; it is
 # fixed per endpoint, so work it out once.

@@ -30,9 +30,11 @@ async def _send_json(send: Any, status: int, body: dict[str, Any], headers: list
 class RequestGuard:
     """Pure ASGI middleware: pickle refusal and API-key check (health checks stay open)."""
 
-    def __init__(self, app: Any, api_key: str | None = None) -> None:
+    def __init__(self, app: Any, api_key: str | None = None,
+                 extra_paths: dict[str, Any] | None = None) -> None:
         self.app = app
         self.api_key = api_key if api_key is not None else os.environ.get("NBDEPLOY_API_KEY") or None
+        self.extra_paths = extra_paths or {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,7 +64,7 @@ class RequestGuard:
                 return
         if scope.get("path") == "/docs.json":
             await self.app(scope, receive, _Buffered(send, 200, lambda doc: complete_openapi(
-                doc, api_key=bool(self.api_key))))
+                doc, api_key=bool(self.api_key), extra_paths=self.extra_paths)))
             return
         await self.app(scope, receive, _Buffered(send, 400, rewrite_validation_error))
 
@@ -75,9 +77,11 @@ EXTRA_ANSWERS = {
 }
 
 
-def complete_openapi(doc: dict[str, Any], *, api_key: bool = False) -> dict[str, Any]:
+def complete_openapi(doc: dict[str, Any], *, api_key: bool = False,
+                     extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
     """Declare what this guard adds to BentoML's document: bodies are required JSON, and the
-    400/415/422 (and 401 with an API key) answers exist."""
+    400/415/422 (and 401 with an API key) answers exist; ``extra_paths`` (the V2 routes) join."""
+    doc.setdefault("paths", {}).update(extra_paths or {})
     for item in (doc.get("paths") or {}).values():
         for method, op in item.items():
             if method.lower() != "post" or not isinstance(op, dict):

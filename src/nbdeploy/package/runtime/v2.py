@@ -17,6 +17,21 @@ from starlette.routing import Route
 DATATYPES = {"bool": "BOOL", "int": "INT64", "float": "FP64", "str": "BYTES"}
 
 
+TENSOR_TYPES = ("BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+                "FP16", "FP32", "FP64", "BYTES")
+
+
+def _is_tensor(t: Any) -> bool:
+    """A V2 input tensor as the OpenAPI document declares it."""
+    return (
+        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("data"), list)
+        and isinstance(t.get("shape"), list)
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in t["shape"])
+        and t.get("datatype") in TENSOR_TYPES
+        and isinstance(t.get("parameters", {}), dict)
+    )
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -37,10 +52,17 @@ def _rows(body: Any, columns: list[str]) -> list[dict[str, Any]]:
         raise ValueError("the body must be an object with a non-empty 'inputs' list of tensors")
     tensors = body["inputs"]
     for i, t in enumerate(tensors):
-        if not isinstance(t, dict) or "name" not in t or "data" not in t or not isinstance(t["data"], list):
+        if not _is_tensor(t):
             raise ValueError(
-                f"inputs[{i}] must be an object with 'name', 'shape', 'datatype' and a 'data' list"
+                f"inputs[{i}] must be an object with a string 'name', a 'shape' list of non-negative "
+                f"integers, a 'datatype' (one of {', '.join(TENSOR_TYPES)}) and a 'data' list"
             )
+    if "id" in body and not isinstance(body["id"], str):
+        raise ValueError("'id' must be a string")
+    outputs = body.get("outputs", [])
+    if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise ValueError("'outputs' must be a list of objects with a string 'name'")
     if len(tensors) == 1 and tensors[0]["name"] not in columns:
         t = tensors[0]
         shape = t.get("shape") or []
@@ -127,10 +149,81 @@ def routes(
         return JSONResponse({"model_name": name, "model_version": str(version),
                              "id": str(body.get("id") or uuid.uuid4()), "outputs": outputs})
 
+    async def not_found(request: Request) -> JSONResponse:
+        return _error(404, f"no V2 route {request.url.path}; this server has "
+                           f"/v2/models/{name}[/ready|/infer]")
+
     return [
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", is_ready, methods=["GET"]),
         Route("/v2/models/{model}", model_meta, methods=["GET"]),
         Route("/v2/models/{model}/ready", is_ready, methods=["GET"]),
         Route("/v2/models/{model}/infer", infer, methods=["POST"]),
+        Route("/v2/{rest:path}", not_found, methods=["GET", "POST"]),
     ]
+
+
+ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_paths(*, name: str, has_proba: bool) -> dict[str, Any]:
+    """The V2 routes as OpenAPI paths, merged into the service's own /docs.json."""
+    model = {"name": "model", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": [name]}}
+    tensor = {
+        "type": "object", "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": list(TENSOR_TYPES)},
+            "data": {"type": "array"},
+            "parameters": {"type": "object"},
+        },
+    }
+    names = ["predict", "predict_proba"] if has_proba else ["predict"]
+    request = {
+        "type": "object", "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "minItems": 1, "items": tensor},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string", "enum": names}}}},
+            "parameters": {"type": "object"},
+        },
+    }
+    response = {
+        "type": "object", "required": ["model_name", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name", "shape", "datatype", "data"],
+                "properties": {"name": {"type": "string"},
+                               "shape": {"type": "array", "items": {"type": "integer"}},
+                               "datatype": {"type": "string"}, "data": {"type": "array"},
+                               "parameters": {"type": "object"}}}},
+        },
+    }
+    flag = {"type": "object"}
+    return {
+        "/v2/health/live": {"get": {"tags": ["Open Inference Protocol (V2)"],
+                                    "responses": {"200": _json(flag, "The server is live")}}},
+        "/v2/health/ready": {"get": {"tags": ["Open Inference Protocol (V2)"], "responses": {
+            "200": _json(flag, "The model is loaded"), "503": _json(flag, "Still loading")}}},
+        "/v2/models/{model}": {"get": {
+            "tags": ["Open Inference Protocol (V2)"], "parameters": [model],
+            "responses": {"200": _json({"type": "object"}, "Model metadata: inputs, outputs"),
+                          "404": _json(ERROR, "No such model")}}},
+        "/v2/models/{model}/infer": {"post": {
+            "tags": ["Open Inference Protocol (V2)"], "parameters": [model],
+            "summary": "Predict: one tensor per column (shape [n]) or one [n, columns] tensor",
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": request}}},
+            "responses": {"200": _json(response, "One output tensor per requested output"),
+                          "404": _json(ERROR, "No such model")}}},
+    }
