@@ -25,6 +25,8 @@ nbdeploy.record("pgid_is_pid", os.getpgid(0) == os.getpid())
 nbdeploy.record("cwd", os.getcwd())
 nbdeploy.record("marker", os.environ.get("NBD_TEST_MARKER", ""))
 nbdeploy.record("random", random.random())
+import numpy as np
+nbdeploy.record("np_random", float(np.random.random()))
 nbdeploy.record("main", __name__)
 nbdeploy.record("path", repr(sys.path))
 nbdeploy.record("argv0", sys.argv[0])
@@ -73,6 +75,7 @@ def test_forked_kernel_runs_in_the_notebook_folder_with_its_own_state(
     assert second["ppid"] == server
     assert second["marker"] == "second"
     assert second["random"] != first["random"]  # random reseeds in every fork
+    assert second["np_random"] != first["np_random"]  # numpy is not preloaded by the server
 
 
 @pytest.mark.slow

@@ -142,7 +142,7 @@ def deploy(
     if sensitive:
         _set_sensitive(reg, name, sensitive, schema)
     # the bento's metadata.json learns its version number once the registry assigned it
-    stamp_version(result.bento_tag, version)
+    stamp_version(result.bento_path, version)
 
     if not serve and not validate:
         say("stopped", f"{name} v{version} registered (not served)")

@@ -34,12 +34,11 @@ def model_path(model_tag: str) -> str:
     return bentoml.models.get(model_tag).path
 
 
-def stamp_version(bento_tag: str, version: int) -> None:
+def stamp_version(bento_path: str, version: int) -> None:
+    """Write the registry's version number into the built bento's metadata.json."""
     import json
 
-    import bentoml
-
-    meta = Path(bentoml.get(bento_tag).path) / "src" / "metadata.json"
+    meta = Path(bento_path) / "src" / "metadata.json"
     if meta.exists():
         data = json.loads(meta.read_text())
         data["version"] = version
