@@ -88,6 +88,19 @@ def render_row_model(schema: Schema) -> str:
     return "\n".join(lines)
 
 
+def _framework_import(load_import: str) -> str:
+    """The framework's import lines for ``__init__``; names they bind are declared global,
+    since ``predict`` may use them too (``xgb.DMatrix``)."""
+    lines = []
+    for line in filter(None, (x.strip() for x in load_import.splitlines())):
+        code = line.split("#", 1)[0].strip()
+        match = re.fullmatch(r"import ([\w.]+)(?: as (\w+))?", code)
+        if match:
+            lines.append(f"global {match.group(2) or match.group(1).split('.')[0]}")
+        lines.append(line)
+    return "\n".join(f"        {line}" for line in lines)
+
+
 def _predict_expr(info: ModelInfo) -> str:
     if info.framework == "xgboost":
         return (
@@ -110,7 +123,7 @@ def render_service(
 ) -> str:
     """The full text of ``service.py``."""
     proba = info.has_proba and bool(info.classes)
-    parts: list[str] = [HEADER.format(name=name, model_tag=model_tag, load_import=info.load_import)]
+    parts: list[str] = [HEADER.format(name=name, model_tag=model_tag)]
     parts.append(render_row_model(schema))
     parts.append(
         SERVICE.format(
@@ -118,6 +131,7 @@ def render_service(
             class_name=class_name,
             model_tag=model_tag,
             load_expr=info.load_expr,
+            framework_import=_framework_import(info.load_import),
             predict_expr=_predict_expr(info),
             is_booster=_booster_check(info),
             max_rows=MAX_ROWS,
@@ -184,7 +198,6 @@ import frames
 import guard
 import integrity
 import v2
-{load_import}
 
 HERE = Path(__file__).resolve().parent
 METADATA = json.loads((HERE / "metadata.json").read_text())
@@ -245,6 +258,9 @@ class {class_name}:
                 "model artifact sha256 mismatch: the stored model was modified after deploy; "
                 "refusing to serve it. Redeploy from the notebook."
             )
+        # The framework is imported here, in the worker that loads the model, not at module
+        # level: `bentoml serve` imports this module once more just to read its config.
+{framework_import}
         self.model = {load_expr}
         self.is_booster = {is_booster}
         self.explainer = None

@@ -67,7 +67,7 @@ def _lock(name: str) -> Iterator[None]:
 def _describe(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """The router's ``/_nbdeploy/routes`` answer, or None when nothing answers it there."""
     try:
-        resp = httpx.get(f"{url}/_nbdeploy/routes", timeout=timeout)
+        resp = process.local_http().get(f"{url}/_nbdeploy/routes", timeout=timeout)
         return resp.json() if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
@@ -193,7 +193,7 @@ def _confirm(name: str, check: Callable[[dict[str, Any]], bool], timeout: float)
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            resp = httpx.post(f"{url}/_nbdeploy/reload", timeout=5.0)
+            resp = process.local_http().post(f"{url}/_nbdeploy/reload", timeout=5.0)
             if resp.status_code == 200 and check(info := resp.json()):
                 return info
         if time.monotonic() > deadline:
