@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import LoadResult, run_load
+from bench.workdir import restored_env
 
 REPEATS = 3
 LOAD_SECONDS = 5.0  # per round
@@ -103,17 +104,12 @@ def _isolated_home() -> Iterator[Path]:
         raise RuntimeError("bench_deploy must set BENTOML_HOME before bentoml is imported; "
                            "run it with python -m bench.bench_deploy or bench.run_all")
     home = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
-    saved = {k: os.environ.get(k) for k in ("NBDEPLOY_HOME", "BENTOML_HOME", "BENTOML_DO_NOT_TRACK")}
-    os.environ.update(NBDEPLOY_HOME=str(home), BENTOML_HOME=str(home / "bentoml"),
-                      BENTOML_DO_NOT_TRACK="true")
     try:
-        yield home
+        with restored_env():
+            os.environ.update(NBDEPLOY_HOME=str(home), BENTOML_HOME=str(home / "bentoml"),
+                              BENTOML_DO_NOT_TRACK="true")
+            yield home
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         shutil.rmtree(home, ignore_errors=True)
 
 
