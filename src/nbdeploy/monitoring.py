@@ -128,10 +128,14 @@ def report(name: str) -> dict[str, Any]:
     from nbdeploy import api
     from nbdeploy.monitor.plots import fig_to_png, plot_drift
 
+    def fmt(value: float | None, spec: str, unit: str = "") -> str:
+        return "—" if value is None else f"{value:{spec}}{unit}"  # one request has no rate
+
     k = kpis(name, None)
     rows = "".join(
-        f"<tr><td>v{v}</td><td>{d['requests']}</td><td>{d['rate']:.2f}/s</td>"
-        f"<td>{d['error_rate']:.1%}</td><td>{d['p50_ms']:.1f}</td><td>{d['p99_ms']:.1f}</td></tr>"
+        f"<tr><td>v{v}</td><td>{d['requests']}</td><td>{fmt(d['rate'], '.2f', '/s')}</td>"
+        f"<td>{fmt(d['error_rate'], '.1%')}</td><td>{fmt(d['p50_ms'], '.1f')}</td>"
+        f"<td>{fmt(d['p99_ms'], '.1f')}</td></tr>"
         for v, d in sorted(k.items())
     ) or "<tr><td colspan=6><i>no traffic logged yet</i></td></tr>"
     parts = ["<b>Traffic</b><table><tr><th>version</th><th>requests</th><th>rate</th><th>errors</th>"
