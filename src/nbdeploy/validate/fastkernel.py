@@ -196,6 +196,11 @@ class _ForkedProcess:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
+    def killed(self) -> None:
+        """SIGKILL was delivered: the kernel runs no more code; the fork server reaps it."""
+        if self.returncode is None:
+            self.returncode = -signal.SIGKILL
+
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
 
@@ -220,6 +225,13 @@ class ForkingProvisioner(LocalProvisioner):
         while self.process is not None and await self.poll() is None:
             await asyncio.sleep(0.01)
         return await super().wait()
+
+    async def kill(self, restart: bool = False) -> None:
+        """SIGKILL the kernel's group; a forked kernel counts as ended at once (its exit,
+        tens of milliseconds of memory teardown, is the fork server's to reap)."""
+        await super().kill(restart=restart)
+        if isinstance(self.process, _ForkedProcess):
+            self.process.killed()
 
     def _forkable(self, cmd: list[str], kwargs: dict[str, Any]) -> bool:
         if not forking_enabled() or len(cmd) < 3 or tuple(cmd[1:3]) != LAUNCHER:

@@ -34,6 +34,13 @@ PRELOAD = (
     "IPython.core.interactiveshell",
     "IPython.core.completer",
     "IPython.core.history",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "IPython.utils.wildcard",
+    "faulthandler",
+    "tornado.platform.asyncio",
     "ipykernel.debugger",  # debugpy: a quarter of the start time
     "sqlite3",
     "psutil",
