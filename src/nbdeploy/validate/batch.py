@@ -25,6 +25,7 @@ from nbdeploy.validate.requirements import (
     parse_requirements,
 )
 from nbdeploy.validate.runner import RunResult, run_notebook
+from nbdeploy.validate.spares import spare_kernels
 
 __all__ = [
     "BatchResult",
@@ -247,6 +248,7 @@ def run_batch(
     required = list(required)
     lock = threading.Lock()
     finished = 0
+    workers = min(parallel, max(len(jobs), 1))
 
     def one(index: int) -> RunResult:
         nonlocal finished
@@ -258,6 +260,7 @@ def run_batch(
             timeout=timeout,
             kernel_name=kernel_name,
             required=required,
+            next_spare=index + workers < len(jobs),  # this thread likely runs another
         )
         _apply(result, requirements)
         with lock:
@@ -266,13 +269,14 @@ def run_batch(
                 report(finished, len(jobs), result)
         return result
 
-    pool = ThreadPoolExecutor(max_workers=min(parallel, max(len(jobs), 1)))
-    try:
-        results = list(pool.map(one, range(len(jobs))))
-    except BaseException:  # Ctrl-C: start nothing new; running kernels end at their timeout
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    pool = ThreadPoolExecutor(max_workers=workers)
+    with spare_kernels():
+        try:
+            results = list(pool.map(one, range(len(jobs))))
+        except BaseException:  # Ctrl-C: start nothing new; running kernels end at their timeout
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     recorded: dict[str, Any] = {}
     for r in results:
         recorded.update(r.metrics)

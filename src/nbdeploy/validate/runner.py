@@ -21,10 +21,13 @@ import nbformat
 import papermill
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
+from papermill.log import logger as papermill_logger
 from papermill.translators import papermill_translators
 
+from nbdeploy.validate import spares
 from nbdeploy.validate.fastkernel import kernel_manager
 from nbdeploy.validate.record import read_metrics
 
@@ -89,13 +92,32 @@ logging.getLogger("papermill").addFilter(_QuietRepeats())
 logging.getLogger("asyncio").addFilter(_QuietRepeats())
 
 
+class _Client(PapermillNotebookClient):
+    """papermill's notebook client that owns even a kernel manager handed to it (an adopted
+    spare kernel), so every run ends by shutting its kernel down and closing its channels."""
+
+    def __init__(self, nb_man: Any, km: Any = None, **kw: Any) -> None:
+        super().__init__(nb_man, km=km, **kw)
+        self.owns_km = True
+
+
 class _Engine(NBClientEngine):
-    """papermill's nbclient engine, keeping the partly executed notebook when a run aborts."""
+    """papermill's nbclient engine with :class:`_Client`, keeping the partly executed
+    notebook when a run aborts."""
 
     @classmethod
-    def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+    def execute_managed_notebook(  # type: ignore[override]
+        cls, nb_man: Any, kernel_name: str, log_output: bool = False,
+        stdout_file: Any = None, stderr_file: Any = None, start_timeout: float = 60,
+        execution_timeout: float | None = None, **kwargs: Any,
+    ) -> Any:
+        kwargs.pop("input_path", None)
         try:
-            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            return _Client(
+                nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                kernel_name=kernel_name, log=papermill_logger, log_output=log_output,
+                stdout_file=stdout_file, stderr_file=stderr_file, **kwargs,
+            ).execute()
         except (CellTimeoutError, DeadKernelError) as exc:
             index = _last_started_cell(nb_man.nb)
             if index is not None:
@@ -210,12 +232,15 @@ def run_notebook(
     kernel_name: str | None = None,
     cwd: Path | None = None,
     required: Iterable[str] = (),
+    next_spare: bool = False,
 ) -> RunResult:
     """Execute ``path`` with ``parameters`` into ``output_path``; never raises for notebook faults.
 
     ``timeout`` is per cell (seconds, None for no limit). ``cwd`` defaults to the notebook's
     folder. ``required`` names parameters that must not stay None; a parameter whose
-    comment in the parameters cell says ``# required`` is required too.
+    comment in the parameters cell says ``# required`` is required too. Inside
+    :func:`nbdeploy.validate.spares.spare_kernels`, the run adopts a spare kernel started by
+    the previous run on this thread, and ``next_spare`` starts one for the next run.
     """
     started = time.perf_counter()
     path, output_path = Path(path), Path(output_path)
@@ -273,6 +298,14 @@ def run_notebook(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     log_path = output_path.with_suffix(".kernel.log")
     log_path.unlink(missing_ok=True)
+    workdir = str(cwd or path.parent.resolve())
+    adopted: dict[str, Any] = {}
+    spec_name = kernel_name or nb.metadata.get("kernelspec", {}).get("name")
+    if spec_name:
+        key = spares.SpareKey.of(spec_name, workdir, log_path.parent)
+        km = spares.take(key, log_path, prepare_next=next_spare)
+        if km is not None:
+            adopted["km"] = km
     try:
         papermill.execute_notebook(
             str(path),
@@ -283,9 +316,10 @@ def run_notebook(
             progress_bar=False,
             kernel_name=kernel_name,
             execution_timeout=timeout,
-            resources={"metadata": {"path": str(cwd or path.parent.resolve())}},
+            resources={"metadata": {"path": workdir}},
             shutdown_kernel="immediate",
             kernel_manager_class=kernel_manager(log_path),
+            **adopted,
         )
     except PapermillExecutionError as exc:
         log_path.unlink(missing_ok=True)  # the error is in the notebook itself
@@ -323,5 +357,8 @@ def run_notebook(
             _write(nb, output_path)
         why = f"{type(exc).__name__}: {_shorten(str(exc))}"
         return done("error", f"could not run {path.name}: {why}")
+    finally:
+        if "km" in adopted:  # shut down by nbclient, unless papermill failed before it ran
+            spares.kill(adopted["km"])
     log_path.unlink(missing_ok=True)  # kept only when the kernel died or would not start
     return done("passed", None)
