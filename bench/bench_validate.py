@@ -12,9 +12,11 @@ Rows:
 - time per notebook beyond its cells (run time minus the cells' own time, from the
   per-cell durations papermill writes into the executed notebook), one kernel at a time,
   kernel start included (nbdeploy forks kernels from a warm fork server, see
-  ``nbdeploy.validate.fastkernel``; the server's own start is paid once per process and is
-  included too). Baseline: ``papermill.execute_notebook`` on the same notebooks in the same
-  process. Target: < 0.3 s per notebook.
+  ``nbdeploy.validate.fastkernel``, and, as ``nbdeploy validate`` does, starts the next
+  run's kernel while a run executes, see ``nbdeploy.validate.spares``; the fork server's own
+  start is paid once per process and is included too). Baseline:
+  ``papermill.execute_notebook`` on the same notebooks in the same process.
+  Target: < 0.3 s per notebook.
 
 Run: python -m bench.bench_validate
 """
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
@@ -111,23 +114,32 @@ def _one_at_a_time(notebooks: list[Path], out: Path) -> tuple[list[float], list[
     import papermill
 
     from nbdeploy.validate.runner import run_notebook
+    from nbdeploy.validate.spares import spare_kernels
 
     ours: list[tuple[float, float]] = []
     theirs: list[tuple[float, float]] = []
-    for nb in notebooks:
-        seed = int(nb.stem.split("_")[1])
-        result = run_notebook(nb, parameters={"seed": seed}, output_path=out / f"n_{nb.name}")
-        if not result.ok:
-            raise RuntimeError(f"{nb.name}: {result.reason}")
-        ours.append((result.duration_s, result.duration_s - _cell_seconds(Path(result.output_path))))
-        t0 = time.perf_counter()
-        papermill.execute_notebook(
-            str(nb), str(out / f"p_{nb.name}"), parameters={"seed": seed},
-            progress_bar=False, request_save_on_cell_execute=False,
-        )
-        took = time.perf_counter() - t0
-        theirs.append((took, took - _cell_seconds(out / f"p_{nb.name}")))
+    with spare_kernels():  # as in `nbdeploy validate`: the next kernel starts during a run
+        for i, nb in enumerate(notebooks):
+            seed = int(nb.stem.split("_")[1])
+            result = run_notebook(nb, parameters={"seed": seed}, output_path=out / f"n_{nb.name}",
+                                  next_spare=i < len(notebooks) - 1)
+            if not result.ok:
+                raise RuntimeError(f"{nb.name}: {result.reason}")
+            ours.append((result.duration_s,
+                         result.duration_s - _cell_seconds(Path(result.output_path))))
+            theirs.append(_papermill_once(papermill, nb, seed, out))
     return ours, theirs
+
+
+def _papermill_once(papermill: Any, nb: Path, seed: int, out: Path) -> tuple[float, float]:
+    """One papermill.execute_notebook run: (total seconds, seconds beyond the cells)."""
+    t0 = time.perf_counter()
+    papermill.execute_notebook(
+        str(nb), str(out / f"p_{nb.name}"), parameters={"seed": seed},
+        progress_bar=False, request_save_on_cell_execute=False,
+    )
+    took = time.perf_counter() - t0
+    return took, took - _cell_seconds(out / f"p_{nb.name}")
 
 
 def _mean(values: list[float]) -> float:
