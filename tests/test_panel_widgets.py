@@ -21,6 +21,7 @@ import pytest
 from IPython.testing.globalipapp import get_ipython
 
 import nbdeploy
+from nbdeploy import api
 from nbdeploy.errors import NotFoundError
 from nbdeploy.registry import Registry
 from tests.helpers.procs import wait_until
@@ -80,7 +81,7 @@ def _row(ip: Any) -> dict[str, float]:
 
 def _expected(ip: Any) -> list[Any]:
     """What the live endpoint answers for the first sample row."""
-    url = nbdeploy.api.get(NAME).endpoint
+    url = api.get(NAME).endpoint
     resp = httpx.post(f"{url}/predict", json={"rows": [_row(ip)]}, timeout=60)
     assert resp.status_code == 200, resp.text
     return resp.json()
@@ -204,4 +205,4 @@ def test_stop_button_stops_the_version(deployed):
     panel.action.join(120)
     assert not panel.action.is_alive()
     assert panel.status == "stopped" and ">stopped</span>" in panel.header.value
-    assert nbdeploy.api.get(f"{NAME}:{panel.version}").status() == "stopped"
+    assert api.get(f"{NAME}:{panel.version}").status() == "stopped"
