@@ -5,21 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
 
 from nbdeploy.notebook import jobs
 from nbdeploy.notebook.magic import _pairs, _requirements, default_name
 from nbdeploy.refs import check_name
 from nbdeploy.registry import Registry
 from nbdeploy.serve import process
+from tests.helpers.shell import ipython_shell
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = get_ipython()
-    shell.run_line_magic("load_ext", "nbdeploy")
+    shell = ipython_shell()
     shell.run_cell(
         "from sklearn.datasets import load_iris\n"
         "from sklearn.linear_model import LogisticRegression\n"

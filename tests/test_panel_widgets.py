@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from IPython.testing.globalipapp import get_ipython
 
 import nbdeploy
 from nbdeploy import api
 from nbdeploy.errors import NotFoundError
 from nbdeploy.registry import Registry
 from tests.helpers.procs import wait_until
+from tests.helpers.shell import ipython_shell
 
 pytestmark = pytest.mark.slow
 NAME = "pw"
@@ -56,8 +56,7 @@ def deployed(module_home: str) -> Any:
     """(shell, panel) after a gated `%deploy ... --wait` that passed and serves v1."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBDEPLOY_HOME", module_home)
-        ip = get_ipython()
-        ip.run_line_magic("load_ext", "nbdeploy")
+        ip = ipython_shell()
         ip.run_cell(
             "from sklearn.datasets import load_iris\n"
             "from sklearn.linear_model import LogisticRegression\n"
