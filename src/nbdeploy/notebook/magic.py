@@ -119,9 +119,13 @@ class DeployMagics(Magics):
         name = args.name or default_name(args.model)
         try:
             check_name(name)
-            from nbdeploy.api import _choose_adapter
+            from nbdeploy.capture import adapter_for
 
-            _choose_adapter(model, args.format)  # unsupported objects fail here, in one line
+            adapter_for(model)  # unsupported objects fail here, in one line
+            if args.format == "skops":  # nbdeploy.api is a heavy import: only for this check
+                from nbdeploy.api import _choose_adapter
+
+                _choose_adapter(model, args.format)
         except Exception as exc:
             raise UsageError(str(exc)) from None
         options = {
