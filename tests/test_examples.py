@@ -44,5 +44,10 @@ def test_example_runs_clean(name: str, stop_all, artifacts_dir: Path) -> None:
     if "%deploy" in "".join(c.source for c in nb.cells):
         # the panel was displayed and its widget state saved with the notebook
         state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
-        assert any("nbdeploy-panel" in str(m.get("state", {}).get("_dom_classes", []))
-                   for m in state.get("state", {}).values())
+        models = state.get("state", {}).values()
+        assert any("nbdeploy-panel" in str(m.get("state", {}).get("_dom_classes", [])) for m in models)
+        if name == "01_quickstart.ipynb":
+            # a reader opening the saved notebook sees the header as it ended: serving
+            headers = [m["state"]["value"] for m in models if m.get("model_name") == "HTMLModel"
+                       and "nbdeploy-badge" in str(m.get("state", {}).get("value", ""))]
+            assert headers and any("quickstart v1" in h and ">serving</span>" in h for h in headers), headers

@@ -39,6 +39,14 @@ def _requirements(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def default_name(var: str) -> str:
+    """A valid deployment name from a variable expression: ``pipe.best_estimator_`` ->
+    ``pipe-best-estimator``, ``models["rf"]`` -> ``models-rf``."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", var.lower()).strip("-")[:63].strip("-") or "model"
+
+
 @magics_class
 class DeployMagics(Magics):
     """Deploy models from the notebook namespace."""
@@ -69,6 +77,8 @@ class DeployMagics(Magics):
               help="Reject the candidate unless it beats the serving version on METRIC.")
     @argument("--explain", action="store_true", help="Show SHAP explanations once deployed.")
     @argument("--port", type=int, help="Serve on this port (default: a free one).")
+    @argument("--format", "-f", default="auto", choices=["auto", "skops"],
+              help="How the model is saved: the framework's own format (auto) or skops (scikit-learn).")
     @argument("--no-serve", action="store_true", help="Build and register only; do not start a server.")
     @argument("--wait", action="store_true", help="Block until done (for scripts and papermill runs).")
     @line_magic
@@ -106,18 +116,22 @@ class DeployMagics(Magics):
                 f"%deploy {args.model} --sample X_train (it defines the input schema)."
             )
         sample = self._lookup(args.sample, "sample")
-        name = args.name or args.model.replace("_", "-").lower()
+        name = args.name or default_name(args.model)
         try:
             check_name(name)
             from nbdeploy.capture import adapter_for
 
-            adapter_for(model)
+            adapter_for(model)  # unsupported objects fail here, in one line
+            if args.format == "skops":  # nbdeploy.api is a heavy import: only for this check
+                from nbdeploy.api import _choose_adapter
+
+                _choose_adapter(model, args.format)
         except Exception as exc:
             raise UsageError(str(exc)) from None
         options = {
             "validate": args.validate, "require": _requirements(args.require),
             "require_better": args.require_better or [], "params": _pairs(args.param, "-p"),
-            "serve": not args.no_serve, "port": args.port,
+            "serve": not args.no_serve, "port": args.port, "format": args.format,
         }
 
         def run(progress: Any, model: Any = model, sample: Any = sample) -> Any:

@@ -36,6 +36,8 @@ class DeploymentPanel:
         self.name = name
         self.version: int | None = None
         self.status = "capturing"
+        self.alerts: list[Any] = []
+        self.action: threading.Thread | None = None  # the latest button action, for scripts/tests
         self._redeploy = redeploy
         self._lock = threading.Lock()
         self.header = W.HTML()
@@ -103,7 +105,7 @@ class DeploymentPanel:
         self.header.value = (
             f"<div style='display:flex;align-items:center;gap:10px'>"
             f"<span style='font-size:16px;font-weight:700'>{html.escape(self.name)}{version}</span>"
-            f"{snippets.badge_html(self.status)}</div>"
+            f"{snippets.badge_html(self.status)}{snippets.alert_badge_html(self.alerts)}</div>"
         )
 
     # -- progress (called from the deploy thread) -------------------------------------------
@@ -156,13 +158,16 @@ class DeploymentPanel:
             return
         self.version = summary["version"]
         self.status = summary["status"]
+        if self.status == "stopped" and summary["state"] == "ready" and not summary.get("port"):
+            self.status = "ready"  # built and registered with --no-serve, never started
+        self.alerts = firing_alerts(self.name)
         if summary["state"] in ("rejected", "failed", "interrupted"):
             self.status = summary["state"]
             self.progress.bar_style = "danger"
             self.message.value = (
                 f"<div style='color:#dc3545'><b>v{self.version} {summary['state']}:</b> "
-                f"{html.escape(summary.get('reason') or '')}<br><span style='color:#555'>The serving "
-                f"version (v{summary['serving_version'] or '—'}) was left untouched.</span></div>"
+                f"{html.escape(summary.get('reason') or '')}<br><span style='color:#555'>"
+                f"{next_step(summary['state'])} {untouched(summary['serving_version'])}</span></div>"
             )
         elif self.status == "serving":
             self.progress.value = len(STAGES)
@@ -189,7 +194,8 @@ class DeploymentPanel:
             else:
                 self.refresh()
 
-        threading.Thread(target=target, daemon=True, name=f"nbdeploy-{self.name}").start()
+        self.action = threading.Thread(target=target, daemon=True, name=f"nbdeploy-{self.name}")
+        self.action.start()
 
     def _do_redeploy(self) -> None:
         self.message.value = ""
@@ -209,6 +215,38 @@ class DeploymentPanel:
 
         dep = api.start(self.name, self.version, progress=self.on_progress)
         self.version = dep.version
+
+
+NEXT_STEPS = {
+    "rejected": "See the Validation tab for the runs, metrics and executed notebooks; fix the model "
+                "or the validation notebook and click <b>Redeploy</b> (or run the %deploy cell again).",
+    "failed": "Open the Log below for the cause; fix it and click <b>Redeploy</b> "
+              "(or run the %deploy cell again).",
+    "interrupted": "The deploy was cut short (kernel restarted or stopped); click <b>Redeploy</b> "
+                   "to run it again.",
+}
+
+
+def next_step(state: str) -> str:
+    """What the user should do after a version ended ``state`` (HTML)."""
+    return NEXT_STEPS.get(state, "Click <b>Redeploy</b> to try again.")
+
+
+def untouched(serving: int | None) -> str:
+    """What a rejected or failed version did not change."""
+    if serving:
+        return f"The serving version (v{serving}) was left untouched and keeps serving."
+    return "Nothing was serving before, so nothing serves now."
+
+
+def firing_alerts(name: str) -> list[Any]:
+    """Alert rules of ``name`` firing now (none when monitoring cannot be read)."""
+    from nbdeploy import monitoring
+
+    try:
+        return monitoring.alerts(name)
+    except Exception:  # monitoring must never break the panel
+        return []
 
 
 def panel(name: str) -> DeploymentPanel:

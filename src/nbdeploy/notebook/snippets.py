@@ -82,3 +82,28 @@ def pre(text: str) -> str:
         "<pre style='background:#f6f8fa;padding:6px;border-radius:4px;font-size:12px;"
         f"white-space:pre-wrap;margin:2px 0'>{html.escape(text)}</pre>"
     )
+
+
+def alert_badge_html(alerts: list[Any]) -> str:
+    """A red pill counting firing alerts, their messages as its tooltip ('' when none fire)."""
+    if not alerts:
+        return ""
+    tip = html.escape("\n".join(a.message for a in alerts), quote=True)
+    color = "#dc3545" if any(a.severity == "critical" for a in alerts) else "#fd7e14"
+    n = len(alerts)
+    return (
+        f"<span class='nbdeploy-alerts' title='{tip}' style='background:{color};color:white;"
+        f"border-radius:10px;padding:2px 10px;font-size:12px;font-weight:600'>"
+        f"⚠ {n} alert{'s' if n != 1 else ''} firing</span>"
+    )
+
+
+def reproduce_cell(lineage: dict[str, Any] | None) -> str:
+    """The reproduce verdict recorded in a version's lineage, as a short colored label."""
+    record = (lineage or {}).get("reproduce")
+    if not record:
+        return "—"
+    status = str(record.get("status") or "?")
+    color = "#198754" if status in ("exact", "within-tolerance") else "#dc3545"
+    verdict = html.escape(str(record.get("verdict") or ""), quote=True)
+    return f"<span style='color:{color};font-weight:600' title='{verdict}'>{html.escape(status)}</span>"

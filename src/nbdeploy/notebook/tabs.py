@@ -34,6 +34,7 @@ class OverviewTab:
         self.client = W.Textarea(layout=W.Layout(width="100%", height="110px"))
         self.row = W.Textarea(layout=W.Layout(width="100%", height="90px"),
                               placeholder='{"column": value, ...}')
+        self.row.add_class("nbdeploy-row")
         self.try_btn = W.Button(description="Try it", icon="paper-plane", button_style="primary")
         self.try_btn.add_class("nbdeploy-try")
         self.answer = W.HTML()
@@ -187,10 +188,11 @@ class VersionsTab:
         serving = summary["serving_version"]
         rows = [[f"v{v['version']}" + (" ◀ serving" if v["version"] == serving else ""),
                  snippets.badge_html(v["status"]), v["framework"], when(v["created_at"]), v["created_by"],
-                 Path((v.get("lineage") or {}).get("notebook") or "—").name, v.get("reason") or ""]
+                 Path((v.get("lineage") or {}).get("notebook") or "—").name,
+                 snippets.reproduce_cell(v.get("lineage")), v.get("reason") or ""]
                 for v in reversed(versions)]
         self.table.value = snippets.table_html(
-            ["version", "state", "framework", "created", "by", "notebook", "reason"], rows)
+            ["version", "state", "framework", "created", "by", "notebook", "reproduced", "reason"], rows)
         self.choice.options = [(f"v{v['version']} ({v['status']})", v["version"]) for v in reversed(versions)]
         self.choice.value = serving or versions[-1]["version"]
 
