@@ -103,7 +103,10 @@ def kpis(name: str, window: str, as_json: bool) -> None:
     """Request rate, error rate and latency percentiles per version, from the prediction log."""
     from nbdeploy import monitoring
 
-    data = monitoring.kpis(name, window)
+    try:
+        data = monitoring.kpis(name, window)
+    except ValueError as exc:
+        raise NbdeployError(str(exc)) from None
     if as_json:
         click.echo(json.dumps({str(k): v for k, v in data.items()}, indent=2, default=str))
         return
