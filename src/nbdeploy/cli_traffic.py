@@ -243,11 +243,18 @@ def alerts(name: str, rules: tuple[str, ...]) -> None:
 @click.option("-p", "--param", "param_items", multiple=True, metavar="KEY=VALUE",
               help="Parameter for the training notebook (e.g. a new data path).")
 @click.option("--require-better", is_flag=True, help="Promote only if it beats the serving version.")
+@click.option("--no-gate", "no_gate", is_flag=True,
+              help="Retrain even though the serving version has no validation notebooks "
+                   "(the new model is then deployed unchecked).")
 @click.option("--timeout", default=900, show_default=True, help="Seconds allowed per notebook cell.")
 @friendly
-def retrain(name: str, param_items: tuple[str, ...], require_better: bool, timeout: float) -> None:
+def retrain(name: str, param_items: tuple[str, ...], require_better: bool, no_gate: bool,
+            timeout: float) -> None:
     """Re-run NAME's recorded training notebook with papermill, deploy the result through the
     serving version's validation gate, and promote it only if it passes.
+
+    A serving version deployed without validation notebooks has no gate to reuse: retrain
+    refuses unless you pass --no-gate.
 
     \b
     Example:
@@ -256,8 +263,11 @@ def retrain(name: str, param_items: tuple[str, ...], require_better: bool, timeo
     from nbdeploy.validate.batch import parse_param
 
     params = dict(parse_param(p) for p in param_items)
-    result = run(name, params=params, require_better=require_better, timeout=timeout)
+    result = run(name, params=params, require_better=require_better, timeout=timeout,
+                 allow_ungated=no_gate)
     status = result["status"]
+    if result.get("ungated"):
+        console.print("[yellow]warning:[/yellow] no validation gate: the new version was not checked")
     console.print(f"{name}: retrained → v{result.get('new_version') or '—'} {badge(status)}"
                   + (f" ({result['reason']})" if result.get("reason") else ""))
     console.print(f"executed notebook: {result.get('executed_notebook')}")
