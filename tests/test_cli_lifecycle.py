@@ -270,7 +270,7 @@ def test_rollback_target_follows_the_switch_history(ctx: Life) -> None:
     reg = Registry()
     assert serving_history(NAME) == [] and rollback_target(NAME) is None
     code, out = run("rollback", NAME)
-    assert code == 1 and "no earlier served version" in out and "--to VERSION" in out
+    assert code == 1 and "no earlier good version to roll back to" in out and "--to VERSION" in out
     # the events promote and rollback leave (written by hand: nothing here is served)
     for version in (1, 2, 1):  # v1, then v2, then v1 promoted again
         reg.log_event("switch", name=NAME, version=version)
@@ -281,9 +281,11 @@ def test_rollback_target_follows_the_switch_history(ctx: Life) -> None:
     assert serving_history(NAME) == [1, 2]  # a rollback pops: the next one goes further back
     assert rollback_target(NAME) == 1
     reg.update_version(NAME, 1, status="rejected", reason="found wanting")
+    reg.update_deployment(NAME, serving_version=2)  # as those switches left it
     try:
         assert rollback_target(NAME) is None  # a version that can no longer serve is skipped
         code, out = run("rollback", NAME)
-        assert code == 1 and "no earlier served version that can serve again" in out
+        assert code == 1 and "none of the versions served before v2 can serve again" in out
     finally:
         reg.update_version(NAME, 1, status="ready", reason=None)
+        reg.update_deployment(NAME, serving_version=None)

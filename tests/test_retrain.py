@@ -108,7 +108,8 @@ def test_retrain_goes_through_the_serving_versions_gate(tmp_path, stop_all):
     weaker = retrain("retrained", params={"C": 0.05, "shuffle_labels": False}, require_better=True)
     assert (weaker["new_version"], weaker["status"]) == (4, "rejected"), weaker
     assert weaker["gate"]["require_better"] == ["accuracy"]
-    assert "accuracy: challenger 0.94 is worse than champion 0.9667" in weaker["reason"]
+    assert "accuracy: challenger 0.94 is worse than champion 0.966667 (higher is better)" \
+        in weaker["reason"]
     validation = reg.version("retrained", 4)["validation"]
     assert validation["metrics"]["accuracy"] == pytest.approx(0.94)  # the absolute gate held
     assert validation["champion_metrics"]["accuracy"] == pytest.approx(145 / 150)

@@ -187,8 +187,11 @@ def rollback(name: str, to: int | None = None, *, progress: Progress | None = No
         to = rollback_target(name)
         if to is None:
             raise NbdeployError(
-                f"{name} has no earlier served version that can serve again (serving v{current}); "
-                f"pick one with `nbdeploy rollback {name} --to VERSION` (see `nbdeploy show {name}`)."
+                f"{name} has no earlier good version to roll back to: "
+                + (f"none of the versions served before v{current} can serve again"
+                   if current is not None else "no version serves it")
+                + f"; pick one with `nbdeploy rollback {name} --to VERSION` "
+                f"(see `nbdeploy show {name}`)."
             )
     row = reg.version(name, to)
     if row["status"] not in ("ready", "serving"):
