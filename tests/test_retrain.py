@@ -103,9 +103,27 @@ def test_retrain_goes_through_the_serving_versions_gate(tmp_path, stop_all):
     X, _ = models.iris()
     resp = httpx.post(f"{serving.url}/predict", json={"rows": X.head(5).to_dict(orient="records")})
     assert resp.json() == list(api.load_model("retrained:2")[0].predict(X.head(5)))
-    actions = [(e["action"], e["version"], e["detail"].get("status"))
+
+    # beat the champion: C=0.05 scores 0.94, above the 0.9 requirement but below v2 (0.967)
+    weaker = retrain("retrained", params={"C": 0.05, "shuffle_labels": False}, require_better=True)
+    assert (weaker["new_version"], weaker["status"]) == (4, "rejected"), weaker
+    assert weaker["gate"]["require_better"] == ["accuracy"]
+    assert "accuracy: challenger 0.94 is worse than champion 0.966667 (higher is better)" \
+        in weaker["reason"]
+    validation = reg.version("retrained", 4)["validation"]
+    assert validation["metrics"]["accuracy"] == pytest.approx(0.94)  # the absolute gate held
+    assert validation["champion_metrics"]["accuracy"] == pytest.approx(145 / 150)
+    assert reg.deployment("retrained")["serving_version"] == 2
+    serving = api.get("retrained")
+    assert serving.version == 2 and serving.status() == "serving"
+    assert api.get("retrained:4").status() != "serving"
+    resp = httpx.post(f"{serving.url}/predict", json={"rows": X.head(5).to_dict(orient="records")})
+    assert resp.json() == list(api.load_model("retrained:2")[0].predict(X.head(5)))
+
+    actions = [(e["action"], e["version"], e["detail"].get("status"), e["detail"].get("ungated"))
                for e in reg.events("retrained") if e["action"] == "retrain"]
-    assert actions == [("retrain", 2, "serving"), ("retrain", 3, "rejected")]
+    assert actions == [("retrain", 2, "serving", False), ("retrain", 3, "rejected", False),
+                       ("retrain", 4, "rejected", False)]
 
 
 @pytest.mark.slow
@@ -115,16 +133,23 @@ def test_retrain_says_when_the_notebook_fails_deploys_nothing_or_nothing_new(tmp
     _train(train, tmp_path, serve=True)
     assert Registry().deployment("forest")["serving_version"] == 1
 
-    skipped = retrain("forest", params={"deploy": False})
+    # v1 had no validation notebooks: no gate to reuse, so no silent unchecked deploy
+    with pytest.raises(NbdeployError, match=r"deployed without validation notebooks.*--no-gate"):
+        retrain("forest", params={"n_estimators": 30})
+    assert [v["version"] for v in Registry().versions("forest")] == [1]
+    assert not [e for e in Registry().events("forest") if e["action"] == "retrain"]
+
+    skipped = retrain("forest", params={"deploy": False}, allow_ungated=True)
+    assert skipped["ungated"] is True
     assert (skipped["new_version"], skipped["status"]) == (None, "no-deploy")
     assert "ran to the end but never deployed 'forest'" in skipped["reason"]
 
-    broken = retrain("forest", params={"n_estimators": -1})
+    broken = retrain("forest", params={"n_estimators": -1}, allow_ungated=True)
     assert (broken["new_version"], broken["status"]) == (None, "notebook-failed")
     assert "failed before deploying: InvalidParameterError" in broken["reason"]
     assert Path(broken["executed_notebook"]).is_file()
 
-    same = retrain("forest", params={})
+    same = retrain("forest", params={}, allow_ungated=True)
     assert (same["new_version"], same["status"]) == (None, "unchanged"), same
     assert [v["version"] for v in Registry().versions("forest")] == [1]
     assert api.get("forest").status() == "serving"

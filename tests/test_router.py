@@ -170,6 +170,7 @@ def test_answers_and_errors_pass_through_with_ids_and_version(ctx: Ctx) -> None:
     [rec] = [r for r in records() if r["request_id"] == "client-id-1"]
     assert (rec["version"], rec["status"], rec["shadow"]) == (2, 200, False)
     assert rec["inputs"] == json.loads(json.dumps(rows)) and rec["outputs"] == via.json()
+    assert isinstance(rec["latency_ms"], float) and rec["latency_ms"] > 0
 
     bad = [{"sepal length (cm)": "wide"}]
     mine, theirs = predict(url(), bad), predict(direct(2), bad)
@@ -178,6 +179,7 @@ def test_answers_and_errors_pass_through_with_ids_and_version(ctx: Ctx) -> None:
     assert mine.headers["x-nbdeploy-version"] == "2"
     failed = [r for r in records() if r["request_id"] == mine.headers["x-request-id"]]
     assert failed[0]["status"] == 400 and failed[0]["error"]
+    assert failed[0]["latency_ms"] > 0  # refused requests are timed too
 
     proba = httpx.post(f"{url()}/predict_proba", json={"rows": rows}, timeout=30)
     assert proba.status_code == 200 and len(proba.json()) == 3
@@ -338,50 +340,91 @@ def test_killed_version_gives_a_clear_503_and_the_router_survives(ctx: Ctx) -> N
     assert answers == Counter({200: 20})
 
 
-def test_switch_under_load_has_zero_failed_requests(ctx: Ctx) -> None:
-    results: list[tuple[int, str]] = []
-    lock, stop = threading.Lock(), threading.Event()
-    body = {"rows": ctx.rows(10)}
+class Load:
+    """16 clients posting one row to the stable URL without pause; every answer is recorded
+    as (status, answering version), a connection error as (0, its name)."""
 
-    def client() -> None:
+    def __init__(self, body: dict[str, Any], clients: int = 16) -> None:
+        self.results: list[tuple[int, str]] = []
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._body = body
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
         with httpx.Client(base_url=url(), timeout=60) as c:
-            while not stop.is_set():
+            while not self._stop.is_set():
                 try:
-                    resp = c.post("/predict", json=body)
+                    resp = c.post("/predict", json=self._body)
                     item = (resp.status_code, resp.headers.get("x-nbdeploy-version", "?"))
                 except httpx.HTTPError as exc:
                     item = (0, type(exc).__name__)
-                with lock:
-                    results.append(item)
+                with self._lock:
+                    self.results.append(item)
 
-    def wait_for(n: int) -> None:
-        wait_until(lambda: len(results) >= n, timeout=120, what=f"{n} answers")
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]
-    for t in threads:
-        t.start()
-    try:
-        wait_for(50)
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def more(self, n: int) -> int:
+        """Wait for ``n`` more answers; returns how many there were before."""
+        before = len(self.results)
+        wait_until(lambda: len(self.results) >= before + n, timeout=120, what=f"{n} answers")
+        return before
+
+    def versions(self, start: int, end: int | None = None) -> set[str]:
+        return {v for _, v in self.results[start:end]}
+
+
+IN_FLIGHT = 32  # answers that may still come from the old version after a switch (2 per client)
+
+
+def test_switch_under_load_has_zero_failed_requests(ctx: Ctx) -> None:
+    with Load({"rows": ctx.rows(10)}) as load:
+        load.more(50)
         done = endpoint.switch(NAME, 1)  # v2 -> v1, then stop v2 as promote will
         assert (done["previous"], done["version"]) == (2, 1)
         api.stop(NAME, 2)
-        wait_for(len(results) + 100)
+        load.more(100)
         api.start(NAME, 2)  # under load
         done = endpoint.switch(NAME, 2)
         api.stop(NAME, 1)
-        n = len(results)
-        wait_for(n + 100)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+        n = load.more(100)
+    results = load.results
     failures = [r for r in results if r[0] != 200]
     assert len(results) >= 300
     assert failures == []
-    assert {v for _, v in results} == {"1", "2"}
-    assert {v for _, v in results[n + 32:]} == {"2"}  # after the last switch only v2 answers
+    assert load.versions(0) == {"1", "2"}
+    assert load.versions(n + IN_FLIGHT) == {"2"}  # after the last switch only v2 answers
     assert Registry().deployment(NAME)["serving_version"] == 2
     assert done["url"] == ctx.url_after_v1
+
+
+def test_promote_and_rollback_under_load_have_zero_failed_requests(ctx: Ctx) -> None:
+    with Load({"rows": ctx.rows(20)}) as load:
+        load.more(50)
+        promoted = api.promote(NAME, 1)  # v2 -> v1; promote stops v2's server
+        assert promoted.version == 1
+        after_promote = load.more(100)
+        before_rollback = len(load.results)
+        back = api.rollback(NAME)  # v1 -> v2, the version served before, started under load
+        assert back.version == 2
+        after_rollback = load.more(100)
+    failures = [r for r in load.results if r[0] != 200]
+    assert failures == []
+    assert len(load.results) >= 250
+    assert load.versions(after_promote + IN_FLIGHT, before_rollback) == {"1"}
+    assert load.versions(after_rollback + IN_FLIGHT) == {"2"}
+    assert Registry().deployment(NAME)["serving_version"] == 2
+    assert Deployment(NAME, 1).status() != "serving"  # rollback stopped the version it left
+    rollback = [e for e in Registry().events(NAME) if e["action"] == "rollback"][-1]
+    assert (rollback["version"], rollback["detail"]) == (2, {"from": 1})
+    assert predict(url(), ctx.rows(0)).headers["x-nbdeploy-version"] == "2"
 
 
 def test_switch_refuses_a_rejected_version(ctx: Ctx) -> None:

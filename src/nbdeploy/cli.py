@@ -126,8 +126,11 @@ def show(ref: str, as_json: bool) -> None:
     console.print(f"[bold]pins[/bold] (python {row['python_version']}): {pins}")
     lin = row.get("lineage") or {}
     console.print(f"[bold]lineage[/bold]: notebook {lin.get('notebook') or '—'}  "
+                  f"sha256 {(lin.get('notebook_sha256') or '—')[:16]}  "
                   f"git {(lin.get('git_commit') or '—')[:12]}  data {str(lin.get('data_fingerprint'))[:12]} "
                   f"({lin.get('data_rows')} rows)")
+    console.print(f"[bold]deployed by[/bold] {row.get('created_by') or lin.get('user') or '—'} "
+                  f"on {when(row.get('created_at') or lin.get('created_at'))}")
     runs = reg.validation_runs(name, row["version"])
     if runs:
         vt = Table("notebook", "role", "status", "metrics", "reason", title="validation")

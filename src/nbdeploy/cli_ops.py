@@ -38,15 +38,19 @@ def promote(ref: str) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("--to", "to", type=int, metavar="VERSION",
-              help="Version to go back to (default: the previous good one).")
+              help="Version to go back to (default: the one served before the current one).")
 @friendly
 def rollback(name: str, to: int | None) -> None:
-    """Serve the previous good version again, in one step.
+    """Serve again the version that served before the current one, in one step, on the same
+    stable URL (clients see no failed request).
+
+    "Before" follows the promotion history, not version numbers; each further rollback steps
+    one more back. Versions rejected since are skipped.
 
     \b
     Examples:
       nbdeploy rollback iris          back to the version served before the current one
-      nbdeploy rollback iris --to 2"""
+      nbdeploy rollback iris --to 2   serve v2 (it must have passed its gate)"""
     dep = api.rollback(name, to, progress=_say)
     console.print(f"[green]{name} rolled back: v{dep.version} is serving[/green] at {dep.url}")
 

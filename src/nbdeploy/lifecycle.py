@@ -1,4 +1,4 @@
-"""Lifecycle helpers over the registry: diffs between versions and export specs."""
+"""Lifecycle helpers over the registry: serving history, diffs between versions, export specs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,44 @@ from typing import Any
 
 from nbdeploy.capture.environment import requirement_lines
 from nbdeploy.registry import Registry
+
+
+def serving_history(name: str) -> list[int]:
+    """Versions that served ``name``, oldest first, as a stack that rollbacks pop.
+
+    Replays the registry's audit events: every switch of the stable endpoint pushes the
+    version it switched to; a rollback to V pops versions until V is on top (so rolling back
+    twice goes two steps back, never forth again). The last item is the serving version."""
+    reg = Registry()
+    stack: list[int] = []
+    rolling_to: int | None = None
+    for event in reg.events(name):
+        if event["action"] == "rollback":
+            rolling_to = event["version"]
+        elif event["action"] == "switch":
+            version = int(event["version"])
+            if rolling_to == version and version in stack:
+                while stack[-1] != version:
+                    stack.pop()
+            elif not stack or stack[-1] != version:
+                stack.append(version)
+            rolling_to = None
+    current = reg.deployment(name)["serving_version"]
+    if current is not None and (not stack or stack[-1] != current):
+        stack.append(int(current))  # the registry was pointed at it without a switch
+    return stack
+
+
+def rollback_target(name: str) -> int | None:
+    """The version served before the current one that can still serve (None if there is none)."""
+    reg = Registry()
+    stack = serving_history(name)
+    statuses = {v["version"]: v["status"] for v in reg.versions(name)}
+    current = stack[-1] if stack else None
+    for version in reversed(stack[:-1]):
+        if version != current and statuses.get(version) in ("ready", "serving"):
+            return version
+    return None
 
 
 def diff(ref_a: str, ref_b: str) -> dict[str, Any]:

@@ -74,18 +74,28 @@ def drift(name: str, version: int | None = None, window: str | float | None = "2
                         categorical=cats, **thresholds)
 
 
-def live(name: str, window: str | float | None = None) -> dict[str, Any]:
-    """Live accuracy (classification) or error metrics (regression) per version from feedback."""
+def live(name: str, window: str | float | None = None,
+         bucket: str | float = "1h") -> dict[str, Any]:
+    """Live accuracy (classification) or error metrics (regression) per version from feedback,
+    overall and per ``bucket`` of time."""
     row = Registry().version(name)
     task = "regression" if row["task"] == "regression" else "classification"
-    return live_metrics(predlog(name), feedback_store(name), task=task, window=parse_window(window))
+    step = parse_window(bucket)
+    if not step or step <= 0:
+        raise ValueError(f"bucket must be a positive duration such as 10m or 1h, got {bucket!r}")
+    return live_metrics(predlog(name), feedback_store(name), task=task, window=parse_window(window),
+                        bucket=step)
 
 
-def compare(name: str, a: int, b: int, window: str | float | None = None) -> dict[str, Any]:
-    """A/B comparison of two versions on live feedback."""
+def compare(name: str, a: int, b: int, window: str | float | None = None,
+            alpha: float = 0.05) -> dict[str, Any]:
+    """A/B comparison of two versions on live feedback (significance test at ``alpha``)."""
     row = Registry().version(name)
     task = "regression" if row["task"] == "regression" else "classification"
-    return _compare(predlog(name), feedback_store(name), task=task, a=a, b=b, window=parse_window(window))
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    return _compare(predlog(name), feedback_store(name), task=task, a=a, b=b,
+                    window=parse_window(window), alpha=alpha)
 
 
 def record_feedback(name: str, request_id: str, truth: Any, row: int = 0) -> dict[str, Any]:
@@ -123,13 +133,56 @@ def alerts(name: str, window: str | float | None = "1h") -> list[Alert]:
     return evaluate(parse_rules(rules), kpis=kpis(name, window), live=quality, drift=report)
 
 
+def fmt(value: float | None, spec: str, unit: str = "") -> str:
+    """A number for a table, or a dash when it is not known yet (the rate of one request)."""
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def quality_rows(quality: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(version, labelled rows, metric columns...) per version of ``live()`` output."""
+    rows = []
+    for v, q in sorted(quality.get("versions", {}).items()):
+        if quality.get("task") == "regression":
+            rows.append((f"v{v}", str(q["n"]), fmt(q["mae"], ".4g"), fmt(q["rmse"], ".4g"),
+                         fmt(q["bias"], "+.4g")))
+        else:
+            rows.append((f"v{v}", str(q["n"]), str(q["correct"]), fmt(q["accuracy"], ".1%")))
+    return rows
+
+
+def quality_headers(task: str) -> tuple[str, ...]:
+    """Column names matching ``quality_rows``."""
+    if task == "regression":
+        return ("version", "labelled", "MAE", "RMSE", "bias")
+    return ("version", "labelled", "correct", "accuracy")
+
+
+def _live_html(name: str) -> tuple[str, bytes | None]:
+    """The Monitor tab's live-quality table and its accuracy-over-time plot (PNG)."""
+    from nbdeploy.monitor.plots import fig_to_png, plot_accuracy
+
+    quality = live(name)
+    if not quality["versions"]:
+        note = (f" ({quality['unmatched']} feedback entries match no logged prediction)"
+                if quality["unmatched"] else "")
+        return ("<b>Live quality</b>: <i>no feedback joined to predictions yet; POST "
+                f"{{request_id, truth}} to the stable endpoint's /feedback</i>{note}"), None
+    head = "".join(f"<th>{h}</th>" for h in quality_headers(quality["task"]))
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
+                   for row in quality_rows(quality))
+    return (f"<b>Live quality</b> (from feedback)<table><tr>{head}</tr>{body}</table>",
+            fig_to_png(plot_accuracy(quality)))
+
+
 def report(name: str) -> dict[str, Any]:
-    """HTML and a PNG plot for the panel's Monitor tab."""
+    """HTML and PNG plots for the panel's Monitor tab.
+
+    ``png`` is the drift plot; ``accuracy_png`` the live accuracy (MAE) per version over time,
+    also embedded in ``html`` so a viewer that shows only the HTML sees it."""
+    import base64
+
     from nbdeploy import api
     from nbdeploy.monitor.plots import fig_to_png, plot_drift
-
-    def fmt(value: float | None, spec: str, unit: str = "") -> str:
-        return "—" if value is None else f"{value:{spec}}{unit}"  # one request has no rate
 
     k = kpis(name, None)
     rows = "".join(
@@ -151,8 +204,18 @@ def report(name: str) -> dict[str, Any]:
             png = fig_to_png(plot_drift(rep, api.load_reference(name, row["version"]), current))
     except Exception as exc:
         parts.append(f"<b>Drift</b>: <i>{html.escape(str(exc))}</i>")
+    accuracy_png = None
+    try:
+        text, accuracy_png = _live_html(name)
+        parts.append(text)
+        if accuracy_png:
+            data = base64.b64encode(accuracy_png).decode()
+            parts.append(f'<img alt="live quality per version over time" '
+                         f'src="data:image/png;base64,{data}" style="max-width:100%">')
+    except Exception as exc:
+        parts.append(f"<b>Live quality</b>: <i>{html.escape(str(exc))}</i>")
     fired = alerts(name)
     if fired:
         items = "".join(f"<li>{html.escape(a.message)}</li>" for a in fired)
         parts.append(f"<b>Alerts</b><ul>{items}</ul>")
-    return {"html": "<br>".join(parts), "png": png}
+    return {"html": "<br>".join(parts), "png": png, "accuracy_png": accuracy_png}

@@ -4,7 +4,12 @@ The notebook recorded in the serving version's lineage runs in a fresh papermill
 the new parameters (a new data path, another ``C``...). Its own ``deploy(...)`` call then
 faces the gate the serving version passed (same validation notebooks, requirements and
 notebook parameters, plus ``require_better`` when asked), so a worse model is rejected and
-the serving version keeps serving."""
+the serving version keeps serving.
+
+A serving version deployed without validation notebooks leaves no gate to reuse: retrain
+then refuses before running anything, since the new model would be deployed (and, if the
+notebook serves it, promoted) unchecked. ``allow_ungated=True`` (CLI ``--no-gate``) runs it
+anyway; the result and the audit event then say ``ungated``."""
 
 from __future__ import annotations
 
@@ -110,14 +115,16 @@ def _outcome(
 
 def retrain(
     name: str, *, params: dict[str, Any] | None = None, require_better: bool | list[str] = False,
-    timeout: float = 900,
+    timeout: float = 900, allow_ungated: bool = False,
 ) -> dict[str, Any]:
     """Re-run the serving version's training notebook with ``params``, deploying through its gate.
 
     Parameters recorded by an earlier retrain are kept unless ``params`` overrides them;
     ``require_better`` (True or metric names) also demands the new version beat the serving
-    one. Returns new_version, status ('serving', 'rejected', 'ready', 'notebook-failed',
-    'no-deploy', 'unchanged', ...), reason, executed_notebook, previous_version, parameters."""
+    one. A serving version without validation notebooks has no gate: refused unless
+    ``allow_ungated``. Returns new_version, status ('serving', 'rejected', 'ready',
+    'notebook-failed', 'no-deploy', 'unchanged', ...), reason, executed_notebook,
+    previous_version, parameters, gate, ungated."""
     reg = Registry()
     previous = reg.deployment(name)["serving_version"]
     if previous is None:
@@ -128,6 +135,14 @@ def retrain(
     row = reg.version(name, previous)
     path = training_notebook(row)
     gate = gate_options(name, previous, require_better=require_better)
+    if not gate["validate"] and not allow_ungated:
+        raise NbdeployError(
+            f"{name} v{previous} was deployed without validation notebooks, so retrain has no gate "
+            "to put the new model through: it would be deployed unchecked (and promoted if the "
+            "notebook serves it). Deploy the serving version with validate=[...] notebooks, or "
+            f"retrain without a gate on purpose: `nbdeploy retrain {name} --no-gate` "
+            "(allow_ungated=True)."
+        )
     parameters = {**((row.get("lineage") or {}).get("parameters") or {}), **(params or {})}
     parent = config.runs_dir() / name
     parent.mkdir(parents=True, exist_ok=True)
@@ -142,8 +157,9 @@ def retrain(
     )
     result = {"name": name, "previous_version": previous,
               **_outcome(reg, name, path, before, previous, parameters, run),
-              "executed_notebook": run.output_path, "parameters": parameters, "gate": gate}
+              "executed_notebook": run.output_path, "parameters": parameters, "gate": gate,
+              "ungated": not gate["validate"]}
     reg.log_event("retrain", name=name, version=result["new_version"], notebook=str(path),
                   detail={k: result[k] for k in ("previous_version", "status", "reason",
-                                                 "executed_notebook", "parameters")})
+                                                 "executed_notebook", "parameters", "ungated")})
     return result

@@ -174,20 +174,25 @@ def stop(name: str, version: int | None = None, *, router: bool | None = None) -
 
 
 def rollback(name: str, to: int | None = None, *, progress: Progress | None = None) -> Deployment:
-    """Serve the previous good version again (or version ``to``)."""
+    """Serve again the version that served before the current one (or version ``to``).
+
+    "Before" follows the registry's switch history, not version numbers: after promoting
+    v3, then v1, then v4, a rollback serves v1. Each rollback steps one further back
+    (v1, then v3); versions that can no longer serve (rejected since) are skipped."""
+    from nbdeploy.lifecycle import rollback_target
+
     reg = Registry()
     current = reg.deployment(name)["serving_version"]
     if to is None:
-        older = [
-            v for v in reg.versions(name)
-            if v["status"] == "ready" and (current is None or v["version"] < current)
-        ]
-        if not older:
+        to = rollback_target(name)
+        if to is None:
             raise NbdeployError(
-                f"{name} has no earlier good version to roll back to (serving v{current}); "
-                f"see `nbdeploy show {name}` for its versions."
+                f"{name} has no earlier good version to roll back to: "
+                + (f"none of the versions served before v{current} can serve again"
+                   if current is not None else "no version serves it")
+                + f"; pick one with `nbdeploy rollback {name} --to VERSION` "
+                f"(see `nbdeploy show {name}`)."
             )
-        to = older[-1]["version"]
     row = reg.version(name, to)
     if row["status"] not in ("ready", "serving"):
         raise NbdeployError(
