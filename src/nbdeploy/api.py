@@ -63,13 +63,16 @@ def deploy(
     timeout: float = 600,
     format: str = "auto",
     sensitive: dict[str, str] | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Deployment:
     """Capture ``model``, build a bento, register a version and (by default) serve it.
 
     With ``validate`` notebooks the candidate is served on a side port and becomes the
     serving version only if every notebook passes and every ``require`` holds; otherwise it
-    is recorded as rejected and the current version keeps serving untouched."""
+    is recorded as rejected and the current version keeps serving untouched.
+    ``tls_cert``/``tls_key`` (PEM files) serve the version over HTTPS."""
     # retrain/reproduce hook: a training notebook run by `nbdeploy retrain|reproduce`
     if os.environ.get("NBDEPLOY_REPRODUCE_DIR") or os.environ.get("NBDEPLOY_RETRAIN_OPTIONS"):
         from nbdeploy.intercept import GATE_KEYS, intercept
@@ -100,7 +103,8 @@ def deploy(
         say("serving", f"{name} v{same['version']} already has this exact model; reusing it")
         dep = Deployment(name, same["version"])
         if serve and dep.status() != "serving":
-            return start(name, same["version"], port=port, host=host, progress=say)
+            return start(name, same["version"], port=port, host=host, progress=say,
+                         tls_cert=tls_cert, tls_key=tls_key)
         return dep
 
     say("building", "saving the model and building the bento")
@@ -144,6 +148,7 @@ def deploy(
     # the bento's metadata.json learns its version number once the registry assigned it
     stamp_version(result.bento_path, version)
 
+    tls = {"tls_cert": tls_cert, "tls_key": tls_key}
     if not serve and not validate:
         say("stopped", f"{name} v{version} registered (not served)")
         return Deployment(name, version)
@@ -160,8 +165,8 @@ def deploy(
             return Deployment(name, version)
         if not serve:
             return Deployment(name, version)
-        return promote(name, version, port=port, host=host, progress=say)
-    return promote(name, version, port=port, host=host, progress=say)
+        return promote(name, version, port=port, host=host, progress=say, **tls)
+    return promote(name, version, port=port, host=host, progress=say, **tls)
 
 
 def _set_sensitive(reg: Registry, name: str, sensitive: dict[str, str], schema: Schema) -> None:
