@@ -45,6 +45,41 @@ def stamp_version(bento_path: str, version: int) -> None:
         meta.write_text(json.dumps(data, indent=2, default=str))
 
 
+def mask_sensitive(name: str, frame: pd.DataFrame, sensitive: dict[str, str] | None) -> pd.DataFrame:
+    """``frame`` with sensitive columns dropped or hashed as the prediction log does (same
+    salted sha256, so drift still compares like with like); never a value in clear."""
+    if not sensitive:
+        return frame
+    from nbdeploy.monitor.predlog import PredictionLog
+
+    out = frame.drop(columns=[c for c, mode in sensitive.items() if mode == "drop" and c in frame])
+    hashed = [c for c, mode in sensitive.items() if mode == "hash" and c in out]
+    if hashed:
+        log = PredictionLog.for_deployment(name, sensitive=sensitive)
+        out = out.astype({c: object for c in hashed})
+        for column in hashed:
+            out[column] = [None if pd.isna(v) else log.hash_value(v.item() if hasattr(v, "item") else v)
+                           for v in out[column]]
+    return out
+
+
+def mask_stored_reference(name: str, version: int, bento_tag: str, sensitive: dict[str, str]) -> None:
+    """Mask an already stored version's reference sample: the pickle and the bento's copy."""
+    import json
+
+    import bentoml
+
+    path = reference_path(name, version)
+    if path.exists():
+        masked = mask_sensitive(name, pd.read_pickle(path), sensitive)
+        masked.to_pickle(path)
+    copy = Path(bentoml.bentos.get(bento_tag).path) / "src" / "reference.json"
+    if copy.exists():
+        rows = json.loads(copy.read_text())
+        frame = mask_sensitive(name, pd.DataFrame(rows), sensitive)
+        copy.write_text(json.dumps(frame.to_dict(orient="records"), default=str))
+
+
 def reference_path(name: str, version: int) -> Path:
     """Where a version's reference sample is kept (explanations and drift use it)."""
     return config.runs_dir() / name / f"v{version}" / "reference.parquet.pkl"
