@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from nbdeploy import config
-from nbdeploy.errors import TamperedArtifactError
+from nbdeploy.errors import NbdeployError, TamperedArtifactError
 from nbdeploy.package.runtime.integrity import artifact_sha256
 from nbdeploy.refs import parse_ref
 from nbdeploy.registry import Registry
@@ -26,6 +26,22 @@ def save_model(adapter: Any, model: Any, name: str, model_hash: str, info: Any) 
     labels = {"nbdeploy.name": name, "framework": info.framework}
     saved = adapter.save(model, tag, labels=labels, metadata={"task": info.task})
     return str(saved.tag)
+
+
+def load_skops(path: str | Path, trusted: list[str]) -> Any:
+    """Load a skops file trusting exactly ``trusted`` (the types recorded at deploy time);
+    a file holding any other type is refused with the types named, nothing is run."""
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        return sio.load(path, trusted=list(trusted))
+    except UntrustedTypesFoundException:
+        extra = sorted(set(sio.get_untrusted_types(file=path)) - set(trusted))
+        raise NbdeployError(
+            f"refusing to load {path}: it holds types outside the model's trusted list "
+            f"{sorted(trusted)}: {extra}. Deploy the model again from its notebook instead."
+        ) from None
 
 
 def model_path(model_tag: str) -> str:
@@ -138,11 +154,9 @@ def load_model(ref: str) -> tuple[Any, pd.DataFrame]:
         model = xgb.Booster() if cls == "Booster" else getattr(xgb, cls)()
         model.load_model(stored.path_of(XGB_FILE))
     elif framework == "skops":
-        import skops.io as sio
-
         from nbdeploy.capture.frameworks import SKOPS_FILE, trusted_types
 
-        model = sio.load(stored.path_of(SKOPS_FILE), trusted=trusted_types(stored.path))
+        model = load_skops(stored.path_of(SKOPS_FILE), trusted_types(stored.path))
     elif framework == "lightgbm" and stored.info.module.endswith("lightgbm"):
         model = bentoml.lightgbm.load_model(stored)
     else:
