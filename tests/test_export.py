@@ -603,3 +603,60 @@ def test_github_actions_workflow_runs_on_a_fresh_runner(tmp_path: Path, monkeypa
                          capture_output=True, text=True, check=True,
                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
     assert out.stdout.strip().startswith(str(venv))
+
+
+# ---------------------------------------------------------------- the real path: deploy, then the CLI
+
+
+@pytest.mark.slow
+def test_cli_exports_a_real_split_and_shadow(tmp_path: Path, monkeypatch) -> None:
+    """Three real versions (80/20 split, shadow), exported with `nbdeploy export` for k8s,
+    kserve and docker: manifests pass strict validation, the build context holds the runtime."""
+    from click.testing import CliRunner
+    from sklearn.linear_model import LogisticRegression
+
+    from nbdeploy import api
+    from nbdeploy.cli import cli
+    from nbdeploy.registry import Registry
+    from tests import models
+
+    X, y = models.iris()
+    for c in (1.0, 0.5, 0.1):
+        api.deploy(LogisticRegression(C=c, max_iter=500).fit(X, y), "exp_iris", X, serve=c == 1.0)
+    api.split("exp_iris", {1: 80, 2: 20})
+    api.shadow("exp_iris", 3)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    runner = CliRunner()
+    for target in ("k8s", "kserve", "docker"):
+        done = runner.invoke(cli, ["export", "exp_iris", "--to", str(tmp_path / target), "--target", target])
+        assert done.exit_code == 0, done.output
+        assert "Traceback" not in done.output
+
+    manifests = docs(tmp_path / "k8s" / "k8s")
+    files = [str(tmp_path / "k8s" / "k8s" / name) for name in manifests]
+    done = subprocess.run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, *files],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    deps = {d["metadata"]["name"]: d for d in by_kind(manifests, "Deployment")}
+    assert set(deps) == {"exp-iris", "exp-iris-v2", "exp-iris-v3-shadow"}
+    images = {n: d["spec"]["template"]["spec"]["containers"][0]["image"] for n, d in deps.items()}
+    assert images == {"exp-iris": "exp_iris:v1", "exp-iris-v2": "exp_iris:v2",
+                      "exp-iris-v3-shadow": "exp_iris:v3"}
+    hpas = {h["metadata"]["name"]: h["spec"]["minReplicas"]
+            for h in by_kind(manifests, "HorizontalPodAutoscaler")}
+    assert hpas == {"exp-iris": 4, "exp-iris-v2": 1}  # 80/20 by replicas
+
+    body = yaml.safe_load((tmp_path / "kserve" / "kserve" / "inferenceservice.yaml").read_text())
+    jsonschema.Draft202012Validator(schema()).validate(body)
+    assert body["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert body["spec"]["predictor"]["containers"][0]["image"] == "exp_iris:v2"
+
+    context = tmp_path / "docker" / "docker"
+    assert "No Docker engine is running here" in (tmp_path / "docker" / "EXPORT.md").read_text()
+    for module in ("service.py", "guard.py", "v2.py", "integrity.py", "frames.py", "metadata.json",
+                   "reference.json"):
+        assert (context / "src" / module).is_file(), module
+    meta = json.loads((context / "src" / "metadata.json").read_text())
+    assert meta["artifact_sha256"] == Registry().version("exp_iris", 1)["artifact_sha256"]
+    assert list((context / "models" / "exp_iris").glob("*/model.yaml"))
+    assert (tmp_path / "docker" / "exp-iris-v1.bento").is_file()
