@@ -660,3 +660,50 @@ def test_cli_exports_a_real_split_and_shadow(tmp_path: Path, monkeypatch) -> Non
     assert meta["artifact_sha256"] == Registry().version("exp_iris", 1)["artifact_sha256"]
     assert list((context / "models" / "exp_iris").glob("*/model.yaml"))
     assert (tmp_path / "docker" / "exp-iris-v1.bento").is_file()
+
+
+FAKE_DOCKER = """#!/usr/bin/env bash
+# stands in for the Docker client: `info` answers, `build` records its arguments and
+# succeeds or fails as FAKE_DOCKER_BUILD says
+echo "$@" >> "{log}"
+case "$1" in
+  info) exit 0 ;;
+  build)
+    if [ "$FAKE_DOCKER_BUILD" = ok ]; then echo "writing image sha256:0123 done"; exit 0; fi
+    echo "#7 ERROR: failed to solve: process did not complete successfully" >&2
+    echo "pip: could not find a version that satisfies scikit-learn==0.0" >&2
+    exit 17 ;;
+esac
+exit 2
+"""
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail"])
+def test_docker_build_branches_with_a_fake_engine(
+    tmp_path: Path, tiny_bento: str, monkeypatch, outcome: str
+) -> None:
+    """The only mock here: a `docker` executable on PATH, since no engine runs on this machine."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "docker-calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER.format(log=log))
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_BUILD", outcome)
+    assert docker_engine_running() is True
+    log.unlink()
+    s = spec(name="tiny", version=1, bento_tag=tiny_bento)
+    messages: list[str] = []
+    if outcome == "ok":
+        export(s, tmp_path / "out", "docker", echo=messages.append)
+        assert messages == ["Built image tiny_clf:1. Push it with: docker push tiny_clf:1"]
+    else:
+        with pytest.raises(ExportError) as info:
+            export(s, tmp_path / "out", "docker", echo=messages.append)
+        message = str(info.value)
+        assert message.startswith("docker build failed (exit 17); the context is at ")
+        assert "could not find a version that satisfies scikit-learn==0.0" in message
+        assert "./build.sh" in message and "Traceback" not in message
+        assert "docker build failed (exit 17)" in (tmp_path / "out" / "EXPORT.md").read_text()
+    calls = log.read_text().splitlines()
+    assert calls == ["info", f"build -t tiny_clf:1 {tmp_path / 'out' / 'docker'}"]
+    assert (tmp_path / "out" / "docker" / "Dockerfile").is_file()
