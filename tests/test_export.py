@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -325,7 +326,7 @@ def test_github_actions_gate_then_build(tmp_path: Path, monkeypatch) -> None:
         requirements=["scikit-learn==1.5.2", "pandas==2.2.3"],
         python_version="3.11",
     )
-    (path, _) = export(s, Path("deploy"), "github-actions", echo=None)
+    (path, wheel, _) = export(s, Path("deploy"), "github-actions", echo=None)
     assert path == Path("deploy/.github/workflows/deploy-iris-clf.yml")
     flow = yaml.safe_load(path.read_text())
     assert set(flow["on"]) == {"workflow_dispatch", "push"}
@@ -336,12 +337,22 @@ def test_github_actions_gate_then_build(tmp_path: Path, monkeypatch) -> None:
         assert steps[0]["uses"].startswith("actions/checkout@")
         assert steps[1]["with"]["python-version"] == "3.11"
         install = steps[2]["run"]
-        for pin in ("scikit-learn==1.5.2", "pandas==2.2.3", "bentoml==", "nbdeploy=="):
+        for pin in ("scikit-learn==1.5.2", "pandas==2.2.3", "bentoml=="):
             assert pin in install
+        assert install.endswith(" ./deploy/wheels/nbdeploy-0.1.0-py3-none-any.whl")
+        assert "nbdeploy==" not in install  # not on PyPI: the exported wheel instead
+    assert wheel == Path("deploy/wheels/nbdeploy-0.1.0-py3-none-any.whl") and wheel.is_file()
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"nbdeploy/cli.py", "nbdeploy/package/runtime/integrity.py"} <= names
+    assert "nbdeploy-0.1.0.dist-info/entry_points.txt" in names
     gate = validate["steps"][-1]["run"]
-    assert gate == (
-        "nbdeploy validate notebooks/check.ipynb notebooks/fair.ipynb --model Iris_Clf:3"
-    )
+    assert 'bentoml serve "$BENTO_TAG" --host 127.0.0.1 --port "$PORT"' in gate
+    assert 'curl -fsS "http://127.0.0.1:$PORT/readyz"' in gate
+    assert gate.splitlines()[-1] == (
+        "nbdeploy validate notebooks/check.ipynb notebooks/fair.ipynb "
+        "-p model_name=Iris_Clf -p model_version=3 -p \"endpoint=http://127.0.0.1:$PORT\""
+    )  # iris_clf:abc123 is not in the store here: no model_tag to pass
+    assert "--model" not in gate  # that looks the model up in a registry a runner has not got
     runs = [step.get("run", "") for step in build["steps"]]
     assert any(r.startswith("bentoml containerize iris_clf:abc123") for r in runs)
     assert not any("nbdeploy validate" in r for r in runs)
@@ -482,3 +493,217 @@ def test_docker_build_with_an_engine(tmp_path: Path, tiny_bento: str) -> None:
 def test_docker_missing_bento_is_a_clear_error(tmp_path: Path, tiny_bento: str) -> None:
     with pytest.raises(ExportError, match="not in the local BentoML store"):
         export(spec(bento_tag="nope:0000"), tmp_path, "docker")
+
+
+# ---------------------------------------------------------------- the workflow, run for real
+
+GATE_NOTEBOOK = {
+    "parameters": "endpoint = None\nmodel_name = None\nmodel_version = None\nmodel_tag = None\n"
+                  "threshold = {threshold}",
+    "check": (
+        "import bentoml\nimport httpx\nimport nbdeploy\nfrom sklearn.datasets import load_iris\n\n"
+        "X, y = load_iris(return_X_y=True, as_frame=True)\n"
+        "rows = X.to_dict(orient='records')\n"
+        "resp = httpx.post(f'{endpoint}/predict', json={'rows': rows}, timeout=120)\n"
+        "resp.raise_for_status()\n"
+        "accuracy = float((resp.json() == y.to_numpy()).mean())\n"
+        "nbdeploy.record('accuracy', accuracy)\n"
+        "assert bentoml.models.get(model_tag).tag.name == model_name.lower()\n"
+        "assert accuracy >= threshold, f'accuracy {accuracy} < {threshold}'"
+    ),
+}
+
+
+def _gate_notebook(path: Path, threshold: float) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(GATE_NOTEBOOK["parameters"].format(threshold=threshold))
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(GATE_NOTEBOOK["check"])]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def _runner_venv(tmp_path: Path) -> Path:
+    """A fresh venv standing in for the runner's Python: it sees this venv's packages (so pip
+    needs no network) but not nbdeploy's source, which must come from the exported wheel."""
+    import site
+
+    venv = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    (purelib,) = venv.glob("lib/python*/site-packages")
+    (purelib / "shared.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # pip finds bentoml already there, so it writes no console script: copy this venv's
+    script = (VENV_BIN / "bentoml").read_text().split("\n", 1)[1]
+    (venv / "bin" / "bentoml").write_text(f"#!{venv / 'bin' / 'python'}\n{script}")
+    (venv / "bin" / "bentoml").chmod(0o755)
+    return venv
+
+
+def _run_job(flow: dict, job: str, repo: Path, venv: Path, tmp_path: Path) -> int:
+    """Run a job's shell steps as Actions would (bash -eo pipefail, workflow env), in a fresh
+    NBDEPLOY_HOME and BENTOML_HOME; returns the exit code of the first failing step (or 0)."""
+    from nbdeploy.serve.process import free_port
+
+    home = tmp_path / f"runner-home-{job}-{len(list(tmp_path.glob('runner-home-*')))}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "NBDEPLOY"))}
+    env.update({k: str(v) for k, v in flow["env"].items()})
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", VIRTUAL_ENV=str(venv),
+               NBDEPLOY_HOME=str(home / "nbdeploy"), BENTOML_HOME=str(home / "bentoml"),
+               PORT=str(free_port()), PIP_NO_INDEX="1")
+    for step in flow["jobs"][job]["steps"]:
+        if "run" not in step:
+            continue
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+        print(f"$ {step['name']} -> {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        if done.returncode != 0:
+            return done.returncode
+    assert list((home / "bentoml" / "bentos").glob("*/*/bento.yaml")), "the bento was not imported"
+    return 0
+
+
+@pytest.mark.slow
+def test_github_actions_workflow_runs_on_a_fresh_runner(tmp_path: Path, monkeypatch) -> None:
+    """Export a real deployment, then run the validate job's shell steps in a fresh venv and
+    fresh stores: the wheel installs, the bento imports and serves, the notebooks gate it."""
+    import dataclasses
+
+    from sklearn.linear_model import LogisticRegression
+
+    from nbdeploy import api
+    from nbdeploy.lifecycle import export_spec
+    from tests import models
+
+    X, y = models.iris()
+    api.deploy(LogisticRegression(max_iter=500).fit(X, y), "gha_iris", X, serve=False)
+    repo = tmp_path / "repo"
+    passing = _gate_notebook(repo / "checks" / "accuracy.ipynb", 0.9)
+    failing = _gate_notebook(repo / "checks" / "perfect.ipynb", 1.01)
+    monkeypatch.chdir(repo)
+    base = dataclasses.replace(export_spec("gha_iris"), build_image=False)
+    export(base, Path("deploy"), "docker", echo=None)
+    venv = _runner_venv(tmp_path)
+
+    codes = {}
+    for nb in (passing, failing):
+        s = dataclasses.replace(base, validation_notebooks=[str(nb)])
+        export(s, Path("deploy"), "github-actions", echo=None)
+        flow = yaml.safe_load((repo / "deploy/.github/workflows/deploy-gha-iris.yml").read_text())
+        assert flow["env"]["BENTO_ARCHIVE"] == "deploy/gha-iris-v1.bento"
+        (wheel,) = (repo / "deploy" / "wheels").glob("nbdeploy-*-py3-none-any.whl")
+        assert f"./deploy/wheels/{wheel.name}" in flow["jobs"]["validate"]["steps"][2]["run"]
+        codes[nb.name] = _run_job(flow, "validate", repo, venv, tmp_path)
+    assert codes == {"accuracy.ipynb": 0, "perfect.ipynb": 1}
+    # the runner's nbdeploy came from the wheel, not from this checkout
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import nbdeploy; print(nbdeploy.__file__)"],
+                         capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    assert out.stdout.strip().startswith(str(venv))
+
+
+# ---------------------------------------------------------------- the real path: deploy, then the CLI
+
+
+@pytest.mark.slow
+def test_cli_exports_a_real_split_and_shadow(tmp_path: Path, monkeypatch) -> None:
+    """Three real versions (80/20 split, shadow), exported with `nbdeploy export` for k8s,
+    kserve and docker: manifests pass strict validation, the build context holds the runtime."""
+    from click.testing import CliRunner
+    from sklearn.linear_model import LogisticRegression
+
+    from nbdeploy import api
+    from nbdeploy.cli import cli
+    from nbdeploy.registry import Registry
+    from tests import models
+
+    X, y = models.iris()
+    for c in (1.0, 0.5, 0.1):
+        api.deploy(LogisticRegression(C=c, max_iter=500).fit(X, y), "exp_iris", X, serve=c == 1.0)
+    api.split("exp_iris", {1: 80, 2: 20})
+    api.shadow("exp_iris", 3)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    runner = CliRunner()
+    for target in ("k8s", "kserve", "docker"):
+        done = runner.invoke(cli, ["export", "exp_iris", "--to", str(tmp_path / target), "--target", target])
+        assert done.exit_code == 0, done.output
+        assert "Traceback" not in done.output
+
+    manifests = docs(tmp_path / "k8s" / "k8s")
+    files = [str(tmp_path / "k8s" / "k8s" / name) for name in manifests]
+    done = subprocess.run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSION, *files],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    deps = {d["metadata"]["name"]: d for d in by_kind(manifests, "Deployment")}
+    assert set(deps) == {"exp-iris", "exp-iris-v2", "exp-iris-v3-shadow"}
+    images = {n: d["spec"]["template"]["spec"]["containers"][0]["image"] for n, d in deps.items()}
+    assert images == {"exp-iris": "exp_iris:v1", "exp-iris-v2": "exp_iris:v2",
+                      "exp-iris-v3-shadow": "exp_iris:v3"}
+    hpas = {h["metadata"]["name"]: h["spec"]["minReplicas"]
+            for h in by_kind(manifests, "HorizontalPodAutoscaler")}
+    assert hpas == {"exp-iris": 4, "exp-iris-v2": 1}  # 80/20 by replicas
+
+    body = yaml.safe_load((tmp_path / "kserve" / "kserve" / "inferenceservice.yaml").read_text())
+    jsonschema.Draft202012Validator(schema()).validate(body)
+    assert body["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert body["spec"]["predictor"]["containers"][0]["image"] == "exp_iris:v2"
+
+    context = tmp_path / "docker" / "docker"
+    assert "No Docker engine is running here" in (tmp_path / "docker" / "EXPORT.md").read_text()
+    for module in ("service.py", "guard.py", "v2.py", "integrity.py", "frames.py", "metadata.json",
+                   "reference.json"):
+        assert (context / "src" / module).is_file(), module
+    meta = json.loads((context / "src" / "metadata.json").read_text())
+    assert meta["artifact_sha256"] == Registry().version("exp_iris", 1)["artifact_sha256"]
+    assert list((context / "models" / "exp_iris").glob("*/model.yaml"))
+    assert (tmp_path / "docker" / "exp-iris-v1.bento").is_file()
+
+
+FAKE_DOCKER = """#!/usr/bin/env bash
+# stands in for the Docker client: `info` answers, `build` records its arguments and
+# succeeds or fails as FAKE_DOCKER_BUILD says
+echo "$@" >> "{log}"
+case "$1" in
+  info) exit 0 ;;
+  build)
+    if [ "$FAKE_DOCKER_BUILD" = ok ]; then echo "writing image sha256:0123 done"; exit 0; fi
+    echo "#7 ERROR: failed to solve: process did not complete successfully" >&2
+    echo "pip: could not find a version that satisfies scikit-learn==0.0" >&2
+    exit 17 ;;
+esac
+exit 2
+"""
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail"])
+def test_docker_build_branches_with_a_fake_engine(
+    tmp_path: Path, tiny_bento: str, monkeypatch, outcome: str
+) -> None:
+    """The only mock here: a `docker` executable on PATH, since no engine runs on this machine."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "docker-calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER.format(log=log))
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_BUILD", outcome)
+    assert docker_engine_running() is True
+    log.unlink()
+    s = spec(name="tiny", version=1, bento_tag=tiny_bento)
+    messages: list[str] = []
+    if outcome == "ok":
+        export(s, tmp_path / "out", "docker", echo=messages.append)
+        assert messages == ["Built image tiny_clf:1. Push it with: docker push tiny_clf:1"]
+    else:
+        with pytest.raises(ExportError) as info:
+            export(s, tmp_path / "out", "docker", echo=messages.append)
+        message = str(info.value)
+        assert message.startswith("docker build failed (exit 17); the context is at ")
+        assert "could not find a version that satisfies scikit-learn==0.0" in message
+        assert "./build.sh" in message and "Traceback" not in message
+        assert "docker build failed (exit 17)" in (tmp_path / "out" / "EXPORT.md").read_text()
+    calls = log.read_text().splitlines()
+    assert calls == ["info", f"build -t tiny_clf:1 {tmp_path / 'out' / 'docker'}"]
+    assert (tmp_path / "out" / "docker" / "Dockerfile").is_file()

@@ -175,3 +175,31 @@ def test_example_training_notebook_reproduces_and_retrains(tmp_path, stop_all):
     assert again.verdict == "exact", again.verdict
     assert np.array_equal(api.get("iris-train").predict(models.iris()[0].head(3)),
                           model.predict(models.iris()[0].head(3)))
+
+
+@pytest.mark.slow
+def test_cli_reproduce_exit_codes(tmp_path):
+    """`nbdeploy reproduce`: 0 when the rebuilt model predicts the same, 1 when it differs
+    (beyond --tolerance) and 1 with one clear line when there is no notebook to run."""
+    from click.testing import CliRunner
+
+    from nbdeploy.cli import cli
+
+    notebook = tmp_path / "train.ipynb"
+    shutil.copy(NOTEBOOKS / "train_forest.ipynb", notebook)
+    _train(notebook, tmp_path)
+    _train(NOTEBOOKS / "train_noisy.ipynb", tmp_path)
+    runner = CliRunner()
+    same = runner.invoke(cli, ["reproduce", "forest:1"])
+    assert same.exit_code == 0, same.output
+    assert "exact" in same.output
+    differs = runner.invoke(cli, ["reproduce", "noisy"])
+    assert differs.exit_code == 1, differs.output
+    assert "differs (max abs diff" in differs.output
+    notebook.unlink()
+    missing = runner.invoke(cli, ["reproduce", "forest:1"])
+    assert missing.exit_code == 1
+    assert missing.output.startswith("error:") and "not found" in missing.output
+    assert "Traceback" not in missing.output
+    unknown = runner.invoke(cli, ["reproduce", "nosuchmodel"])
+    assert unknown.exit_code == 1 and "no deployment named 'nosuchmodel'" in unknown.output

@@ -16,6 +16,8 @@ from nbdeploy import config, lineage
 from nbdeploy.artifacts import (
     load_model,
     load_reference,
+    mask_sensitive,
+    mask_stored_reference,
     model_path,
     reference_path,
     save_model,
@@ -63,13 +65,16 @@ def deploy(
     timeout: float = 600,
     format: str = "auto",
     sensitive: dict[str, str] | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
     progress: Progress | None = None,
 ) -> Deployment:
     """Capture ``model``, build a bento, register a version and (by default) serve it.
 
     With ``validate`` notebooks the candidate is served on a side port and becomes the
     serving version only if every notebook passes and every ``require`` holds; otherwise it
-    is recorded as rejected and the current version keeps serving untouched."""
+    is recorded as rejected and the current version keeps serving untouched.
+    ``tls_cert``/``tls_key`` (PEM files) serve the version over HTTPS."""
     # retrain/reproduce hook: a training notebook run by `nbdeploy retrain|reproduce`
     if os.environ.get("NBDEPLOY_REPRODUCE_DIR") or os.environ.get("NBDEPLOY_RETRAIN_OPTIONS"):
         from nbdeploy.intercept import GATE_KEYS, intercept
@@ -93,18 +98,28 @@ def deploy(
     pins = pins_for(adapter.packages, modules)
     nb_path = notebook or lineage.current_notebook()
 
+    if sensitive:  # checked before anything is stored: a bad mapping leaves no version behind
+        _check_sensitive(sensitive, schema)
+    stored_sensitive = _stored_sensitive(reg, name)
+    masking = sensitive or stored_sensitive
+
     same = _unchanged(reg, name, model_hash, schema, pins)
     if same is not None and not validate:
+        if sensitive:  # applies to the reused version too (its reference may be in clear)
+            _store_sensitive(reg, name, sensitive)
+            new = {c: m for c, m in sensitive.items() if stored_sensitive.get(c) != m}
+            mask_stored_reference(name, same["version"], same["bento_tag"], new)
         reg.log_event("deploy-unchanged", name=name, version=same["version"], notebook=nb_path,
                       detail={"model_hash": model_hash})
         say("serving", f"{name} v{same['version']} already has this exact model; reusing it")
         dep = Deployment(name, same["version"])
         if serve and dep.status() != "serving":
-            return start(name, same["version"], port=port, host=host, progress=say)
+            return start(name, same["version"], port=port, host=host, progress=say,
+                         tls_cert=tls_cert, tls_key=tls_key)
         return dep
 
     say("building", "saving the model and building the bento")
-    reference = reference_sample(frame)
+    reference = mask_sensitive(name, reference_sample(frame), masking)
     model_tag = save_model(adapter, model, name, model_hash, info)
     bento_version = f"{model_hash[:12]}-{int(time.time() * 1000) % 10**9:09d}"
     build_dir = config.home() / "builds" / name / bento_version
@@ -140,10 +155,11 @@ def deploy(
     )
     write_reference(name, version, reference)
     if sensitive:
-        _set_sensitive(reg, name, sensitive, schema)
+        _store_sensitive(reg, name, sensitive)
     # the bento's metadata.json learns its version number once the registry assigned it
     stamp_version(result.bento_path, version)
 
+    tls = {"tls_cert": tls_cert, "tls_key": tls_key}
     if not serve and not validate:
         say("stopped", f"{name} v{version} registered (not served)")
         return Deployment(name, version)
@@ -160,12 +176,12 @@ def deploy(
             return Deployment(name, version)
         if not serve:
             return Deployment(name, version)
-        return promote(name, version, port=port, host=host, progress=say)
-    return promote(name, version, port=port, host=host, progress=say)
+        return promote(name, version, port=port, host=host, progress=say, **tls)
+    return promote(name, version, port=port, host=host, progress=say, **tls)
 
 
-def _set_sensitive(reg: Registry, name: str, sensitive: dict[str, str], schema: Schema) -> None:
-    """Columns whose values are hashed or dropped in the prediction log, never kept in clear."""
+def _check_sensitive(sensitive: dict[str, str], schema: Schema) -> None:
+    """Refuse a ``sensitive=`` mapping that names unknown columns or modes."""
     unknown = [c for c in sensitive if c not in schema.names]
     bad = {c: m for c, m in sensitive.items() if m not in ("hash", "drop")}
     if unknown or bad:
@@ -173,6 +189,18 @@ def _set_sensitive(reg: Registry, name: str, sensitive: dict[str, str], schema: 
             f"sensitive= must map input columns to 'hash' or 'drop'; unknown columns {unknown}, "
             f"bad modes {bad}. Columns: {schema.names}"
         )
+
+
+def _stored_sensitive(reg: Registry, name: str) -> dict[str, str]:
+    """The sensitive columns a deployment already has (empty for a new name)."""
+    try:
+        return dict((reg.deployment(name).get("settings") or {}).get("sensitive") or {})
+    except NotFoundError:
+        return {}
+
+
+def _store_sensitive(reg: Registry, name: str, sensitive: dict[str, str]) -> None:
+    """Columns whose values are hashed or dropped in the prediction log, never kept in clear."""
     settings = dict(reg.deployment(name).get("settings") or {})
     settings["sensitive"] = dict(sensitive)
     reg.update_deployment(name, settings=settings)

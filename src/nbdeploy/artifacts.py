@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from nbdeploy import config
-from nbdeploy.errors import TamperedArtifactError
+from nbdeploy.errors import NbdeployError, TamperedArtifactError
 from nbdeploy.package.runtime.integrity import artifact_sha256
 from nbdeploy.refs import parse_ref
 from nbdeploy.registry import Registry
@@ -28,6 +28,22 @@ def save_model(adapter: Any, model: Any, name: str, model_hash: str, info: Any) 
     return str(saved.tag)
 
 
+def load_skops(path: str | Path, trusted: list[str]) -> Any:
+    """Load a skops file trusting exactly ``trusted`` (the types recorded at deploy time);
+    a file holding any other type is refused with the types named, nothing is run."""
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        return sio.load(path, trusted=list(trusted))
+    except UntrustedTypesFoundException:
+        extra = sorted(set(sio.get_untrusted_types(file=path)) - set(trusted))
+        raise NbdeployError(
+            f"refusing to load {path}: it holds types outside the model's trusted list "
+            f"{sorted(trusted)}: {extra}. Deploy the model again from its notebook instead."
+        ) from None
+
+
 def model_path(model_tag: str) -> str:
     import bentoml
 
@@ -43,6 +59,41 @@ def stamp_version(bento_path: str, version: int) -> None:
         data = json.loads(meta.read_text())
         data["version"] = version
         meta.write_text(json.dumps(data, indent=2, default=str))
+
+
+def mask_sensitive(name: str, frame: pd.DataFrame, sensitive: dict[str, str] | None) -> pd.DataFrame:
+    """``frame`` with sensitive columns dropped or hashed as the prediction log does (same
+    salted sha256, so drift still compares like with like); never a value in clear."""
+    if not sensitive:
+        return frame
+    from nbdeploy.monitor.predlog import PredictionLog
+
+    out = frame.drop(columns=[c for c, mode in sensitive.items() if mode == "drop" and c in frame])
+    hashed = [c for c, mode in sensitive.items() if mode == "hash" and c in out]
+    if hashed:
+        log = PredictionLog.for_deployment(name, sensitive=sensitive)
+        out = out.astype({c: object for c in hashed})
+        for column in hashed:
+            out[column] = [None if pd.isna(v) else log.hash_value(v.item() if hasattr(v, "item") else v)
+                           for v in out[column]]
+    return out
+
+
+def mask_stored_reference(name: str, version: int, bento_tag: str, sensitive: dict[str, str]) -> None:
+    """Mask an already stored version's reference sample: the pickle and the bento's copy."""
+    import json
+
+    import bentoml
+
+    path = reference_path(name, version)
+    if path.exists():
+        masked = mask_sensitive(name, pd.read_pickle(path), sensitive)
+        masked.to_pickle(path)
+    copy = Path(bentoml.bentos.get(bento_tag).path) / "src" / "reference.json"
+    if copy.exists():
+        rows = json.loads(copy.read_text())
+        frame = mask_sensitive(name, pd.DataFrame(rows), sensitive)
+        copy.write_text(json.dumps(frame.to_dict(orient="records"), default=str))
 
 
 def reference_path(name: str, version: int) -> Path:
@@ -103,11 +154,9 @@ def load_model(ref: str) -> tuple[Any, pd.DataFrame]:
         model = xgb.Booster() if cls == "Booster" else getattr(xgb, cls)()
         model.load_model(stored.path_of(XGB_FILE))
     elif framework == "skops":
-        import skops.io as sio
-
         from nbdeploy.capture.frameworks import SKOPS_FILE, trusted_types
 
-        model = sio.load(stored.path_of(SKOPS_FILE), trusted=trusted_types(stored.path))
+        model = load_skops(stored.path_of(SKOPS_FILE), trusted_types(stored.path))
     elif framework == "lightgbm" and stored.info.module.endswith("lightgbm"):
         model = bentoml.lightgbm.load_model(stored)
     else:

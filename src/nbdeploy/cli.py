@@ -145,11 +145,23 @@ def show(ref: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("ref", metavar="NAME[:VERSION]")
 @click.option("--port", type=int, help="Port to serve on (default: the last one, or a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; a non-loopback one needs $NBDEPLOY_API_KEY (or gets a key shown once).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM certificate: serve HTTPS (needs --tls-key).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM private key of --tls-cert.")
 @friendly
-def serve(ref: str, port: int | None) -> None:
-    """Start (or restart) the server of a deployment; by default its serving version."""
+def serve(ref: str, port: int | None, host: str, tls_cert: Path | None, tls_key: Path | None) -> None:
+    """Start (or restart) the server of a deployment; by default its serving version.
+
+    \b
+    Examples:
+      nbdeploy serve iris
+      nbdeploy serve iris --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem"""
     name, version = api.parse_ref(ref)
-    dep = api.start(name, version, port=port, progress=lambda s, m: console.print(f"[dim]{s}[/dim] {m}"))
+    dep = api.start(name, version, port=port, host=host, tls_cert=tls_cert, tls_key=tls_key,
+                    progress=lambda s, m: console.print(f"[dim]{s}[/dim] {m}"))
     console.print(f"[green]serving[/green] {name} v{dep.version} at {dep.url}")
 
 

@@ -102,11 +102,13 @@ def start(
 
 def promote(
     name: str, version: int, *, port: int | None = None, host: str = config.DEFAULT_HOST,
-    progress: Progress | None = None,
+    progress: Progress | None = None, tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
 ) -> Deployment:
     """Make ``version`` the serving one behind the stable URL, then stop the previous server.
 
-    The router switches only once the new server answers, so clients see no failed request."""
+    The router switches only once the new server answers, so clients see no failed request.
+    With ``tls_cert``/``tls_key`` the version serves HTTPS and the router forwards over TLS."""
     from nbdeploy.serve import endpoint
 
     say = progress or noop
@@ -117,7 +119,8 @@ def promote(
             "only a version that passed its gate can serve."
         )
     with _promotion_lock(name):  # two deploys finishing at once promote one after the other
-        new = _start_beside_router(name, version, port=port, host=host, progress=progress)
+        new = _start_beside_router(name, version, port=port, host=host, progress=progress,
+                                   tls=(tls_cert, tls_key))
         done = endpoint.switch(name, version)
         Registry().log_event("promote", name=name, version=version, detail={"previous": done["previous"]})
         reg = Registry()
@@ -132,7 +135,8 @@ def promote(
 
 
 def _start_beside_router(
-    name: str, version: int, *, port: int | None, host: str, progress: Progress | None
+    name: str, version: int, *, port: int | None, host: str, progress: Progress | None,
+    tls: tuple[str | Path | None, str | Path | None] = (None, None),
 ) -> Deployment:
     """Start ``version``'s server while the stable endpoint's router starts, if it must.
 
@@ -143,12 +147,14 @@ def _start_beside_router(
 
     from nbdeploy.serve import endpoint
 
+    cert, key = tls
     if endpoint.router_status(name).get("running"):
-        return start(name, version, port=port, host=host, progress=progress)
+        return start(name, version, port=port, host=host, progress=progress, tls_cert=cert, tls_key=key)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbdeploy-router") as pool:
         router = pool.submit(endpoint.ensure_router, name)
         try:
-            new = start(name, version, port=port, host=host, progress=progress)
+            new = start(name, version, port=port, host=host, progress=progress, tls_cert=cert,
+                        tls_key=key)
         except BaseException:
             if router.exception() is None:
                 endpoint.stop_router(name)

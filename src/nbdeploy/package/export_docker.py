@@ -80,7 +80,7 @@ def build_commands(spec: ExportSpec) -> dict[str, str]:
     return {
         "docker": f"DOCKER_BUILDKIT=1 docker build -t {spec.image} docker/",
         "bentoml": (
-            f"bentoml import {spec.k8s_name}-v{spec.version}.bento && "
+            f'bentoml import "$(pwd)/{spec.k8s_name}-v{spec.version}.bento" && '
             f"bentoml containerize {spec.bento_tag} -t {spec.image}"
         ),
     }

@@ -2,8 +2,10 @@
 
 The bento image is a custom predictor container. A local two-version split maps onto
 KServe's canary rollout: the older version is rolled out first, then the newer one is
-applied with ``canaryTrafficPercent`` equal to its local weight. Every manifest is
-checked against ``schemas/inferenceservice-v1beta1.schema.json`` before it is written.
+applied with ``canaryTrafficPercent`` equal to its local weight. Every manifest is checked
+against ``schemas/inferenceservice-v1beta1.handwritten-subset.schema.json`` before it is
+written: a schema written by hand from KServe's v1beta1 API reference for the fields nbdeploy
+uses, not KServe's own CRD (no registry reachable here ships that CRD's openAPIV3Schema).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from nbdeploy.package.export_k8s import API_KEY_ENV, BENTO_UID, HEADER, labels
 
 __all__ = ["SCHEMA_FILE", "check", "export_kserve", "inference_service", "schema"]
 
-SCHEMA_FILE = "inferenceservice-v1beta1.schema.json"
+SCHEMA_FILE = "inferenceservice-v1beta1.handwritten-subset.schema.json"
 TARGET_CONCURRENCY = 8  # requests in flight per pod before Knative adds one (one CPU worker)
 
 

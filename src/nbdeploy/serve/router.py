@@ -117,7 +117,7 @@ class Router:
         ).fetchone()
         self._apply_settings(dep["settings_json"] if dep else None)
         rows = conn.execute(
-            "SELECT version, pid, host, port FROM versions WHERE name = ? AND pid IS NOT NULL",
+            "SELECT version, pid, host, port, tls FROM versions WHERE name = ? AND pid IS NOT NULL",
             (self.name,),
         ).fetchall()
         self._data_version = data_version

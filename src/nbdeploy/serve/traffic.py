@@ -154,7 +154,8 @@ def table_from_rows(
 ) -> RoutingTable:
     """Build a table from a ``deployments`` row and ``versions`` rows (pid/host/port columns).
 
-    A version counts as running when its row has a pid and a port; a split stored with string
+    A version counts as running when its row has a pid and a port (``https`` when its ``tls``
+    column is set); a split stored with string
     keys (as JSON keeps them) is read back as ints, zero weights dropped."""
     if deployment is None:
         return RoutingTable(name=name, generation=generation)
@@ -166,7 +167,8 @@ def table_from_rows(
     except SplitError:
         split = {}  # a hand-edited, invalid split must not take the endpoint down
     urls = {
-        int(row["version"]): f"http://{_loopback(row.get('host'))}:{int(row['port'])}"
+        int(row["version"]): f"{'https' if row.get('tls') else 'http'}://"
+                             f"{_loopback(row.get('host'))}:{int(row['port'])}"
         for row in versions
         if row.get("pid") and row.get("port")
     }

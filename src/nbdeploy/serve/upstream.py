@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,24 +88,44 @@ class _Connection(asyncio.Protocol):
         return self.waiter
 
 
+def loopback_tls() -> ssl.SSLContext:
+    """TLS for the router's hop to a version served with ``--tls-cert`` on this machine.
+
+    The hop is encrypted; the certificate is not checked, because the router only ever
+    connects to loopback (see ``traffic._loopback``) and a self-signed certificate made for
+    the public name would not match 127.0.0.1. Clients check the certificate themselves."""
+    global _LOOPBACK_TLS
+    if _LOOPBACK_TLS is None:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        _LOOPBACK_TLS = ctx
+    return _LOOPBACK_TLS
+
+
+_LOOPBACK_TLS: ssl.SSLContext | None = None
+
+
 class RawUpstream:
     """Pooled HTTP/1.1 client for the local version servers."""
 
     def __init__(self, connections: int = 128, read_timeout: float = 120.0,
                  connect_timeout: float = 2.0) -> None:
         self.connections, self.read_timeout, self.connect_timeout = connections, read_timeout, connect_timeout
-        self.idle: dict[tuple[str, int], list[_Connection]] = {}
+        self.idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Bind to the running loop."""
         self.loop = asyncio.get_running_loop()
 
-    async def _connect(self, host: str, port: int) -> _Connection:
+    async def _connect(self, host: str, port: int, tls: bool = False) -> _Connection:
         assert self.loop is not None
         try:
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: _Connection(self.loop), host, port), self.connect_timeout
+                self.loop.create_connection(lambda: _Connection(self.loop), host, port,
+                                            ssl=loopback_tls() if tls else None),
+                self.connect_timeout,
             )
         except asyncio.TimeoutError:
             raise UpstreamError("connect", f"no connection to {host}:{port} within "
@@ -120,13 +141,14 @@ class RawUpstream:
                       ) -> tuple[int, Headers, bytes]:
         """(status, raw headers, body) of one call; a stale pooled connection is retried once."""
         parts = urlsplit(url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        tls = parts.scheme == "https"
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         data = b"".join([
             f"{method} {target} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-length: {len(body)}\r\n".encode(),
             *(name + b": " + value + b"\r\n" for name, value in headers), b"\r\n", body,
         ])
-        idle = self.idle.setdefault((host, port), [])
+        idle = self.idle.setdefault((host, port, tls), [])
         while True:
             conn, reused = None, False
             while idle and conn is None:
@@ -134,7 +156,7 @@ class RawUpstream:
                 if not candidate.closed:
                     conn, reused = candidate, True
             if conn is None:
-                conn = await self._connect(host, port)
+                conn = await self._connect(host, port, tls)
             assert self.loop is not None
             timer = self.loop.call_later(self.read_timeout, self._timeout, conn)
             try:
@@ -175,7 +197,8 @@ class AiohttpUpstream(RawUpstream):
 
         self.errors: Any = aiohttp
         self.session: Any = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30,
+                                           ssl=loopback_tls()),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                           sock_read=self.read_timeout),
             auto_decompress=False, skip_auto_headers=("User-Agent",),
@@ -211,6 +234,7 @@ class HttpxUpstream(AiohttpUpstream):
         self.session = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=self.connections, max_keepalive_connections=self.connections),
             timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout), follow_redirects=False,
+            verify=loopback_tls(),
         )
 
     async def request(self, method: str, url: str, headers: Headers, body: bytes
