@@ -296,7 +296,7 @@ def test_runtime_module_is_standalone(tmp_path, diabetes):
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
            for alias in node.names}
     top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert top <= {"__future__", "json", "threading", "warnings", "collections", "contextlib",
+    assert top <= {"__future__", "json", "threading", "time", "warnings", "collections", "contextlib",
                    "typing", "numpy", "pandas", "shap"}
     lazy = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
             for alias in node.names} - top
