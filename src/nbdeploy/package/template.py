@@ -338,7 +338,12 @@ EXPLAIN = '''
             answer = explainer.explain(X, class_index=class_index)
         except explainer_module().ExplainTimeout as exc:
             log.warning("explain over its time budget: %s", exc)
-            raise ServiceUnavailable(f"explain time budget exceeded: {exc}") from None
+            message = f"explain time budget exceeded: {exc}"
+            if ctx is None:
+                raise ServiceUnavailable(message) from None
+            # BentoML hides the message of a 5xx exception; this answer must say what happened
+            ctx.response.status_code = 503
+            return {"error": message}
         except Exception as exc:  # the model's own error: the same answer as /predict's
             log.warning("explain failed: %r", exc)
             raise UnprocessableEntity(
