@@ -114,3 +114,37 @@ def test_served_model_agnostic_explain_over_its_time_budget_is_a_503(stop_all, m
     assert "time budget" in message and "5 row(s)" in message and "max_seconds" in message
     one = httpx.post(f"{dep.url}/explain", json={"rows": _records(Xc.head(1))}, timeout=120)
     assert one.status_code == 200 and one.json()["explainer"] == "kernel", one.text
+
+
+NUMPY_MODEL = '''
+def score(X):
+    """Needs a numpy array (X[:, j]) and refuses b below -100, as a model may."""
+    if (X[:, 1] < -100).any():
+        raise ValueError("b below -100 is out of range")
+    return 2.0 * X[:, 0] - 3.0 * X[:, 1] + 0.5
+'''
+
+
+def test_served_explain_gives_the_model_what_predict_gives_and_the_same_errors(stop_all):
+    import types
+
+    import pandas as pd
+
+    main = types.ModuleType("__main__")  # captured by value, as a notebook's function is
+    exec(compile(NUMPY_MODEL, "<notebook>", "exec"), main.__dict__)
+    sample = np.random.default_rng(0).normal(size=(60, 2))
+    dep = api.deploy(main.score, "explain-numpy", sample)  # fitted on an array: /predict sends one
+    rows = pd.DataFrame(sample[:4], columns=["x0", "x1"])
+    resp = httpx.post(f"{dep.url}/explain", json={"rows": _records(rows)}, timeout=120)
+    assert resp.status_code == 200, resp.text
+    served = resp.json()
+    assert served["explainer"] == "kernel" and served["columns"] == ["x0", "x1"]
+    np.testing.assert_allclose(served["outputs"], main.score(sample[:4]), rtol=1e-9)
+    local = nbdeploy.explain("explain-numpy", rows, progress=False)
+    np.testing.assert_allclose(served["contributions"], local.values.to_numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(served["base_values"], local.base_values, rtol=1e-9)
+    # a model error is the same answer on both routes: 422 with the model's message
+    bad = {"rows": [{"x0": 1.0, "x1": -1000.0}]}
+    answers = [httpx.post(f"{dep.url}/{route}", json=bad, timeout=120) for route in ("predict", "explain")]
+    assert [a.status_code for a in answers] == [422, 422], [a.text for a in answers]
+    assert all("b below -100 is out of range" in a.text for a in answers), answers[1].text
