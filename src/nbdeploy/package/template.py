@@ -139,8 +139,10 @@ def render_service(
     )
     if proba:
         parts.append(PROBA)
-    if explain:  # the same row limit as /predict
-        parts.append(EXPLAIN.replace("__MAX_ROWS__", str(MAX_ROWS)))
+    if explain:  # the same row limit as /predict; a class index the model has (0 if no classes)
+        last_class = max(len(info.classes or []) - 1, 0)
+        parts.append(EXPLAIN.replace("__MAX_ROWS__", str(MAX_ROWS))
+                     .replace("__LAST_CLASS__", str(last_class)))
     parts.append(FOOTER)
     return "\n".join(parts)
 
@@ -318,7 +320,7 @@ EXPLAIN = '''
     def explain(
         self,
         rows: Annotated[list[Row], Field(min_length=1, max_length=__MAX_ROWS__)],
-        class_index: Annotated[Optional[int], Field(ge=0, strict=True)] = None,
+        class_index: Annotated[Optional[int], Field(ge=0, le=__LAST_CLASS__, strict=True)] = None,
         ctx: bentoml.Context = None,
     ) -> dict[str, Any]:
         """SHAP contributions on the input columns, base value and model output per row.
