@@ -320,7 +320,8 @@ EXPLAIN = '''
     def explain(
         self,
         rows: Annotated[list[Row], Field(min_length=1, max_length=__MAX_ROWS__)],
-        class_index: Annotated[Optional[int], Field(ge=0, le=__LAST_CLASS__, strict=True)] = None,
+        # omitted: each row's predicted class; an int, never null (the schema says integer)
+        class_index: Annotated[int, Field(ge=0, le=__LAST_CLASS__, strict=True)] = None,
         ctx: bentoml.Context = None,
     ) -> dict[str, Any]:
         """SHAP contributions on the input columns, base value and model output per row.
