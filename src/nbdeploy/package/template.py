@@ -331,7 +331,13 @@ EXPLAIN = '''
         bounded by NBDEPLOY_EXPLAIN_MAX_SECONDS (default 20 s): a request it would not finish
         in time is answered 503 with the projected time, before the budget is spent."""
         started = time.perf_counter()
-        explainer = self._explainer()
+        try:
+            explainer = self._explainer()
+        except Exception as exc:  # e.g. a model with neither probabilities nor scores
+            log.warning("no explainer for this model: %r", exc)
+            raise UnprocessableEntity(
+                f"this model cannot be explained: {type(exc).__name__}: {exc}"
+            ) from None
         try:
             explainer.check_class_index(class_index)
         except ValueError as exc:

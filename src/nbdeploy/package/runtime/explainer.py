@@ -19,11 +19,11 @@ is the model's mean output over its training data, as recorded in the trees.
 
 Time budget (``max_seconds``): the model-agnostic explainer costs ``nsamples`` model calls per
 row, so it explains one row at a time and, after each row, projects the total time from the
-rows done so far. When that projection (or the time already spent) exceeds ``max_seconds`` it
-stops with :class:`ExplainTimeout`, whose message gives the projection and the ways out (fewer
-rows, a larger ``max_seconds``, a smaller ``nsamples``). It never quietly lowers ``nsamples``:
-values computed with fewer samples would differ from the served ones for the same rows. Tree
-and linear explainers are fast and run in one piece; the budget does not apply to them.
+rows done so far. As soon as that projection exceeds ``max_seconds`` it raises
+:class:`ExplainTimeout`, whose message gives the projection and the ways out (fewer rows, a
+larger ``max_seconds``, a smaller ``nsamples``). It never quietly lowers ``nsamples``: values
+computed with fewer samples would differ from the served ones for the same rows. Tree and
+linear explainers are fast and run in one piece; the budget does not apply to them.
 """
 
 from __future__ import annotations
@@ -385,8 +385,9 @@ class Explainer:
                              "or None for the default")
 
     def _over_budget(self, started: float, done: int, total: int, budget: float | None) -> None:
-        """Raise ExplainTimeout when the rows left would take the run past ``budget`` seconds."""
-        if budget is None or done >= total:
+        """Raise ExplainTimeout when the rows left would take the run past ``budget`` seconds
+        (model-agnostic explainer only: tree and linear ones are not bounded)."""
+        if budget is None or done >= total or self.kind != "kernel":
             return
         spent = time.perf_counter() - started
         projected = spent / done * total
