@@ -185,8 +185,18 @@ CASES: list[Case] = [
          path="/predict_proba", headers={"content-type": "text/plain"}),
     Case("explain-unknown-category", 'POST /explain, city: "rome"', lambda: rows(row(city="rome")),
          field="city", path="/explain"),
-    Case("explain-1001-rows", "POST /explain, 1 001 rows (limit 1 000)", lambda: rows(*[GOOD] * 1001),
-         field="rows", path="/explain"),
+    Case("explain-10001-rows", "POST /explain, 10 001 rows (limit 10 000, as /predict)",
+         lambda: rows(*[GOOD] * 10_001), field="rows", path="/explain"),
+    Case("explain-str-for-int", 'POST /explain, age: "thirty"', lambda: rows(row(age="thirty")),
+         field="age", path="/explain"),
+    Case("explain-missing-column", "POST /explain, row without income", lambda: rows(row(income=...)),
+         field="income", path="/explain"),
+    Case("explain-nan-not-nullable", "POST /explain, income: NaN", lambda: rows(row(income=math.nan)),
+         field="income", path="/explain"),
+    Case("explain-extra-column", 'POST /explain, an extra "colour": "red"',
+         lambda: rows(row(colour="red")), field="colour", path="/explain"),
+    Case("explain-bad-class-index", 'POST /explain, "class_index": 7 (the model has 2 classes)',
+         lambda: dumps({"rows": [GOOD], "class_index": 7}), field="class_index", path="/explain"),
     Case("explain-malformed", "POST /explain, malformed JSON", lambda: b"{", path="/explain"),
     Case("v2-str-for-int", 'POST /v2/models/NAME/infer, age tensor ["x"]',
          lambda: v2(**row(age="x")), field="age", path="/v2/models/{name}/infer"),
@@ -300,6 +310,36 @@ def test_error_message_itself_names_the_field(served: Served, client: httpx.Clie
     message = error_message(resp)
     assert case.field and case.field in message, message
     assert isinstance(resp.json().get("detail", ""), str)
+
+
+# /explain validates its rows with the same Row model and limits as /predict: same answer.
+SAME_AS_PREDICT = {
+    "explain-str-for-int": "str-for-int",
+    "explain-missing-column": "missing-column",
+    "explain-nan-not-nullable": "nan-not-nullable",
+    "explain-extra-column": "extra-column",
+    "explain-unknown-category": "unknown-category",
+}
+
+
+@pytest.mark.parametrize("explain_id", list(SAME_AS_PREDICT))
+def test_explain_answers_bad_rows_like_predict(served: Served, client: httpx.Client,
+                                               explain_id: str) -> None:
+    explained = next(c for c in CASES if c.id == explain_id).send(client, served.url, served.name)
+    predicted = next(c for c in CASES if c.id == SAME_AS_PREDICT[explain_id]).send(
+        client, served.url, served.name)
+    assert explained.status_code == predicted.status_code == 400, explained.text[:500]
+    assert error_message(explained) == error_message(predicted)  # the same field, the same words
+
+
+def test_explain_takes_as_many_rows_as_predict(served: Served, client: httpx.Client) -> None:
+    limit = dumps({"rows": [GOOD] * 10_001})
+    answers = [client.post(served.url + path, content=limit, headers=JSON)
+               for path in ("/predict", "/explain")]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert all("10000" in a.text.replace(" ", "").replace("_", "") for a in answers), answers[1].text
+    good = client.post(f"{served.url}/explain", json={"rows": [GOOD] * 3})
+    assert good.status_code == 200 and len(good.json()["outputs"]) == 3, good.text[:500]
 
 
 def test_server_process_survived_every_case(served: Served, client: httpx.Client) -> None:

@@ -31,7 +31,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from nbdeploy.explanations import Explanation, explain
+from nbdeploy.explanations import ExplainTimeout, Explanation, explain
 from nbdeploy.package.runtime.explainer import make_explainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,7 +296,7 @@ def test_runtime_module_is_standalone(tmp_path, diabetes):
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
            for alias in node.names}
     top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert top <= {"__future__", "json", "threading", "warnings", "collections", "contextlib",
+    assert top <= {"__future__", "json", "threading", "time", "warnings", "collections", "contextlib",
                    "typing", "numpy", "pandas", "shap"}
     lazy = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
             for alias in node.names} - top
@@ -372,3 +372,63 @@ def test_example_notebook_runs_clean():
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # bar, beeswarm, waterfall
+
+
+def test_kernel_time_budget_stops_after_one_row_with_the_projection(cancer):
+    X, y = cancer
+    X = X.iloc[:, :5]
+    model = KNeighborsClassifier().fit(X, y)
+    calls: list[tuple[int, int]] = []
+    explainer = make_explainer(model, X, nsamples=50, max_seconds=1e-9)
+    with pytest.raises(ExplainTimeout, match=r"explaining 40 row\(s\).*max_seconds=1e-09.*"
+                                             r"fewer rows.*nsamples \(now 50\)"):
+        explainer.explain(X.iloc[:40], progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 40)]  # stopped as soon as the projection was known
+    # the per-call budget overrides the default; one row has nothing left to project
+    assert len(explainer.explain(X.iloc[:1])["outputs"]) == 1
+    assert len(explainer.explain(X.iloc[:3], max_seconds=600.0)["outputs"]) == 3
+
+
+def test_notebook_explain_time_budget_and_tree_models_are_not_bounded(cancer):
+    X, y = cancer
+    X = X.iloc[:, :5]
+    knn = KNeighborsClassifier().fit(X, y)
+    with pytest.raises(ExplainTimeout, match="max_seconds"):
+        explain(knn, X.iloc[:30], background=X, nsamples=50, progress=False, max_seconds=1e-9)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    exp = explain(forest, X, progress=False, max_seconds=1e-9)  # one piece: nothing to project
+    assert len(exp) == len(X)
+
+
+def test_notebook_progress_bar_for_the_model_agnostic_explainer(cancer, monkeypatch):
+    import tqdm.auto
+
+    bars: list = []
+
+    class FakeBar:
+        def __init__(self, *, total: int, **kwargs) -> None:
+            self.total, self.n, self.closed, self.updates = total, 0, False, []
+            bars.append(self)
+
+        def update(self, step: int) -> None:
+            self.n += step
+            self.updates.append(step)
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    X, y = cancer
+    X = X.iloc[:, :5]
+    knn = KNeighborsClassifier().fit(X, y)
+    exp = explain(knn, X.iloc[:4], background=X, nsamples=50, progress=True)
+    assert exp.explainer == "kernel" and len(bars) == 1
+    assert (bars[0].total, bars[0].n, bars[0].updates, bars[0].closed) == (4, 4, [1, 1, 1, 1], True)
+    explain(knn, X.iloc[:4], background=X, nsamples=50, progress=False)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    explain(forest, X.iloc[:4], progress=True)  # tree explainers are fast: no bar
+    assert len(bars) == 1
+    # the bar is closed when the budget stops the run too
+    with pytest.raises(ExplainTimeout):
+        explain(knn, X.iloc[:4], background=X, nsamples=50, progress=True, max_seconds=1e-9)
+    assert (bars[1].total, bars[1].n, bars[1].closed) == (4, 1, True)

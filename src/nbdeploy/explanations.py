@@ -12,9 +12,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nbdeploy import explain_plots as plots
-from nbdeploy.package.runtime.explainer import Explainer, Progress, make_explainer
+from nbdeploy.package.runtime.explainer import (
+    Explainer,
+    ExplainTimeout,
+    Progress,
+    make_explainer,
+)
 
-__all__ = ["Explanation", "explain"]
+__all__ = ["DEFAULT_MAX_SECONDS", "ExplainTimeout", "Explanation", "explain"]
+
+DEFAULT_MAX_SECONDS = 120.0  # time budget of the model-agnostic explainer in the notebook
 
 _NUM = " style='text-align:right'"
 _SPACE_LABELS = {
@@ -166,29 +173,39 @@ def _bar(total: int) -> tuple[Progress, Any]:
 
 def explain(model_or_name: Any, X: Any, *, background: pd.DataFrame | None = None,
             class_index: int | None = None, progress: bool = True, max_background: int = 100,
-            seed: int = 0, nsamples: int | None = None) -> Explanation:
+            seed: int = 0, nsamples: int | None = None,
+            max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Explanation:
     """Explain ``X`` for a model object, or a deployment ``"name"`` / ``"name:version"``.
 
     ``background`` is the reference sample for linear and model-agnostic explainers (default: the
     deployment's stored sample, else X itself). ``class_index`` fixes the class explained;
     by default each row explains its predicted class (the positive class if binary).
+
+    The model-agnostic explainer (models that are neither trees nor linear) shows a progress
+    bar and is bounded by ``max_seconds`` (None: unbounded): after each row it projects the
+    total time, and as soon as that exceeds the budget it raises ``ExplainTimeout`` saying how
+    long it would take, rather than lowering ``nsamples`` behind your back (the values would
+    then differ from the served /explain). Explain fewer rows, or raise ``max_seconds`` or
+    lower ``nsamples`` to go on.
     """
-    model = model_or_name
+    model, as_input = model_or_name, None
     if isinstance(model_or_name, str):
         from nbdeploy.artifacts import load_model
 
         model, stored = load_model(model_or_name)
         background = stored if background is None else background
+        as_input = _deployed_input(model_or_name)
     if background is None:
         if not isinstance(X, pd.DataFrame):
             raise ValueError("pass X as a DataFrame with the model's columns, or give background=")
         background = X
     explainer: Explainer = make_explainer(model, background, max_background=max_background,
-                                          seed=seed, nsamples=nsamples)
+                                          seed=seed, nsamples=nsamples, as_input=as_input)
+    explainer.check_class_index(class_index)
     data = explainer.frame(X)
     callback, bar = _bar(len(data)) if progress and explainer.kind == "kernel" else (None, None)
     try:
-        base, phi, out = explainer.explain_arrays(data, progress=callback)
+        base, phi, out = explainer.explain_arrays(data, progress=callback, max_seconds=max_seconds)
     finally:
         if bar is not None:
             bar.close()
@@ -197,3 +214,15 @@ def explain(model_or_name: Any, X: Any, *, background: pd.DataFrame | None = Non
     return Explanation(data=data, output_space=explainer.output_space, explainer=explainer.kind,
                        _all=(base, phi, out), _labels=labels,
                        **_pick(base, phi, out, chosen, labels, data))
+
+
+def _deployed_input(ref: str) -> Any:
+    """What the deployed service's /predict hands the model: a frame or, for a model fitted on
+    a numpy array, the array (frames.model_input with the version's schema)."""
+    from nbdeploy.package.runtime import frames
+    from nbdeploy.refs import parse_ref
+    from nbdeploy.registry import Registry
+
+    name, version = parse_ref(ref)
+    schema = Registry().version(name, version)["schema"]
+    return lambda frame: frames.model_input(frame, schema)

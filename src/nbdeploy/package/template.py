@@ -139,8 +139,10 @@ def render_service(
     )
     if proba:
         parts.append(PROBA)
-    if explain:
-        parts.append(EXPLAIN)
+    if explain:  # the same row limit as /predict; a class index the model has (0 if no classes)
+        last_class = max(len(info.classes or []) - 1, 0)
+        parts.append(EXPLAIN.replace("__MAX_ROWS__", str(MAX_ROWS))
+                     .replace("__LAST_CLASS__", str(last_class)))
     parts.append(FOOTER)
     return "\n".join(parts)
 
@@ -170,7 +172,8 @@ A plain BentoML 1.4 service. Serve it with `bentoml serve service:ModelService` 
 folder, or `bentoml serve <bento tag>`. Routes:
   POST /predict        {{"rows": [{{column: value, ...}}, ...]}} -> one prediction per row
   POST /predict_proba  (classifiers) -> one {{class: probability}} dict per row
-  POST /explain        SHAP contributions per row on the input columns
+  POST /explain        SHAP contributions per row on the input columns; the body may add
+                       "class_index": N to explain class N (default: the predicted class)
   GET  /metadata       name, version, schema, pinned packages, created_at
   GET  /readyz /livez /metrics   health and Prometheus metrics (BentoML built-ins)
 Rows are validated against the training schema (the Row class below): a wrong type, a
@@ -182,13 +185,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os  # noqa: F401  (used by /explain)
+import time  # noqa: F401  (used by /explain)
 from datetime import datetime  # noqa: F401  (used by datetime columns)
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional  # noqa: F401
 
 import bentoml
 import pandas as pd  # noqa: F401
-from bentoml.exceptions import InvalidArgument, UnprocessableEntity
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable, UnprocessableEntity  # noqa: F401
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -312,20 +317,72 @@ PROBA = '''
 
 EXPLAIN = '''
     @bentoml.api
-    def explain(self, rows: Annotated[list[Row], Field(min_length=1, max_length=1_000)]) -> dict[str, Any]:
-        """SHAP contributions on the input columns, base value and model output per row."""
-        if self.explainer is None:
-            import explainer
+    def explain(
+        self,
+        rows: Annotated[list[Row], Field(min_length=1, max_length=__MAX_ROWS__)],
+        # omitted: each row's predicted class; an int, never null (the schema says integer)
+        class_index: Annotated[int, Field(ge=0, le=__LAST_CLASS__, strict=True)] = None,
+        ctx: bentoml.Context = None,
+    ) -> dict[str, Any]:
+        """SHAP contributions on the input columns, base value and model output per row.
 
+        Each row explains its predicted class (the positive class if binary) unless
+        ``class_index`` names one class for every row. The model-agnostic explainer is
+        bounded by NBDEPLOY_EXPLAIN_MAX_SECONDS (default 20 s): a request it would not finish
+        in time is answered 503 with the projected time, before the budget is spent."""
+        started = time.perf_counter()
+        try:
+            explainer = self._explainer()
+        except Exception as exc:  # e.g. a model with neither probabilities nor scores
+            log.warning("no explainer for this model: %r", exc)
+            raise UnprocessableEntity(
+                f"this model cannot be explained: {type(exc).__name__}: {exc}"
+            ) from None
+        try:
+            explainer.check_class_index(class_index)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        X = frames.model_input(self._frame(rows), SCHEMA)  # the same input /predict gives the model
+        try:
+            answer = explainer.explain(X, class_index=class_index)
+        except explainer_module().ExplainTimeout as exc:
+            log.warning("explain over its time budget: %s", exc)
+            message = f"explain time budget exceeded: {exc}"
+            if ctx is None:
+                raise ServiceUnavailable(message) from None
+            # BentoML hides the message of a 5xx exception; this answer must say what happened
+            ctx.response.status_code = 503
+            return {"error": message}
+        except Exception as exc:  # the model's own error: the same answer as /predict's
+            log.warning("explain failed: %r", exc)
+            raise UnprocessableEntity(
+                f"the model could not explain these rows: {type(exc).__name__}: {exc}"
+            ) from None
+        if ctx is not None:  # server-side time of this answer, for clients and benchmarks
+            ctx.response.headers["Server-Timing"] = (
+                f"explain;dur={(time.perf_counter() - started) * 1000:.3f}"
+            )
+        return answer
+
+    def _explainer(self) -> Any:
+        """The explainer, built on first use from the reference sample stored in the bento."""
+        if self.explainer is None:
             reference = frames.rows_to_frame(
                 json.loads((HERE / "reference.json").read_text()), SCHEMA
             )
-            self.explainer = explainer.make_explainer(self.model, reference)
-        try:
-            return self.explainer.explain(self._frame(rows))
-        except Exception as exc:
-            log.warning("explain failed: %r", exc)
-            raise InvalidArgument(f"could not explain these rows: {type(exc).__name__}: {exc}") from None
+            budget = float(os.environ.get("NBDEPLOY_EXPLAIN_MAX_SECONDS", "20"))
+            self.explainer = explainer_module().make_explainer(
+                self.model, reference, max_seconds=budget,
+                as_input=lambda frame: frames.model_input(frame, SCHEMA),
+            )
+        return self.explainer
+
+
+def explainer_module() -> Any:
+    """explainer.py next to this file, imported on first use (it imports shap)."""
+    import explainer
+
+    return explainer
 '''
 
 FOOTER = """

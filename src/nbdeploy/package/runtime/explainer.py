@@ -16,12 +16,21 @@ models (float64); xgboost works in float32, so expect about 1e-5. The model-agno
 explainer enforces the sum exactly too; there each single contribution is an estimate whose
 error shrinks as ``nsamples`` grows. Trees are explained "tree path dependent": the base value
 is the model's mean output over its training data, as recorded in the trees.
+
+Time budget (``max_seconds``): the model-agnostic explainer costs ``nsamples`` model calls per
+row, so it explains one row at a time and, after each row, projects the total time from the
+rows done so far. As soon as that projection exceeds ``max_seconds`` it raises
+:class:`ExplainTimeout`, whose message gives the projection and the ways out (fewer rows, a
+larger ``max_seconds``, a smaller ``nsamples``). It never quietly lowers ``nsamples``: values
+computed with fewer samples would differ from the served ones for the same rows. Tree and
+linear explainers are fast and run in one piece; the budget does not apply to them.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -32,6 +41,7 @@ import pandas as pd
 import shap
 
 Progress = Callable[[int, int], None]
+AsInput = Callable[[pd.DataFrame], Any]
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 _SK_TREES = {
@@ -40,6 +50,10 @@ _SK_TREES = {
                  "DecisionTree", "ExtraTree")
     for task in ("Classifier", "Regressor")
 }
+
+
+class ExplainTimeout(RuntimeError):
+    """The model-agnostic explainer would not finish within its ``max_seconds`` budget."""
 
 
 def _family(model: Any) -> str:
@@ -315,7 +329,7 @@ def _agnostic(model: Any, classes: list | None) -> Callable:
                     "predict_proba(), or a function taking a DataFrame and returning numbers")
 
 
-def _output_space(model: Any, family: str, classes: list | None, X: pd.DataFrame,
+def _output_space(model: Any, family: str, classes: list | None, X: Any,
                   out: np.ndarray) -> str:
     """Name what the engine explains by comparing its outputs with the model's own answers."""
     booster = type(model).__name__ == "Booster"
@@ -344,11 +358,46 @@ class Explainer:
 
     def __init__(self, model: Any, engine: Any, pre: Any, matrix: np.ndarray | None,
                  columns: list, classes: list | None, output_space: str,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, max_seconds: float | None = None,
+                 as_input: AsInput | None = None) -> None:
         self.model, self.engine, self.pre, self.matrix = model, engine, pre, matrix
         self.columns, self.classes, self.output_space = columns, classes, output_space
         self.kind: str = engine.kind
-        self.progress = progress
+        self.progress, self.max_seconds, self.as_input = progress, max_seconds, as_input
+
+    def _engine_input(self, chunk: pd.DataFrame) -> Any:
+        """What the engine takes: the kernel its frame; the others what the model's own
+        preprocessing (or, without any, the model) takes from predict."""
+        if self.kind == "kernel":
+            return chunk
+        data = self.as_input(chunk) if self.as_input is not None else chunk
+        return self.pre.transform(data) if self.pre is not None else data
+
+    def width(self) -> int:
+        """How many output slots (classes) each row has."""
+        return len(self.classes) if self.classes else 1
+
+    def check_class_index(self, class_index: int | None) -> None:
+        """Refuse a class index this model does not have, before any work is done."""
+        if class_index is not None and not 0 <= class_index < self.width():
+            raise ValueError(f"class_index={class_index} is out of range: this model has "
+                             f"{self.width()} output(s); use 0..{self.width() - 1}, "
+                             "or None for the default")
+
+    def _over_budget(self, started: float, done: int, total: int, budget: float | None) -> None:
+        """Raise ExplainTimeout when the rows left would take the run past ``budget`` seconds
+        (model-agnostic explainer only: tree and linear ones are not bounded)."""
+        if budget is None or done >= total or self.kind != "kernel":
+            return
+        spent = time.perf_counter() - started
+        projected = spent / done * total
+        if projected > budget:
+            nsamples = getattr(self.engine, "nsamples", None)
+            raise ExplainTimeout(
+                f"explaining {total} row(s) with the model-agnostic ({self.kind}) explainer would "
+                f"take about {projected:.1f} s ({spent / done:.2f} s per row, {done} done), over "
+                f"the max_seconds={budget:g} budget; explain fewer rows, raise max_seconds, or "
+                f"lower nsamples (now {nsamples})")
 
     def frame(self, X: Any) -> pd.DataFrame:
         """X as a DataFrame holding exactly the model's columns, in training order."""
@@ -360,17 +409,26 @@ class Explainer:
                              f"pass a DataFrame with columns {self.columns}")
         return X[self.columns]
 
-    def explain_arrays(self, X: Any, *, progress: Progress | None = None) -> Arrays:
-        """Base (n, C), contributions (n, C, columns) and outputs (n, C): one slot per class."""
+    def explain_arrays(self, X: Any, *, progress: Progress | None = None,
+                       max_seconds: float | None = None) -> Arrays:
+        """Base (n, C), contributions (n, C, columns) and outputs (n, C): one slot per class.
+
+        ``max_seconds`` (default: the one given to make_explainer) bounds the model-agnostic
+        explainer: ExplainTimeout as soon as the projected total exceeds it (module docstring).
+        """
         X, progress = self.frame(X), progress or self.progress
+        budget = self.max_seconds if max_seconds is None else max_seconds
         if X.empty:
             raise ValueError("X has no rows: pass at least one row to explain")
         step, parts = (1 if self.kind == "kernel" else 10_000), []
+        started = time.perf_counter()
         for start in range(0, len(X), step):
             chunk = X.iloc[start:start + step]
-            parts.append(self.engine(self.pre.transform(chunk) if self.pre is not None else chunk))
+            parts.append(self.engine(self._engine_input(chunk)))
+            done = min(start + step, len(X))
             if progress is not None:
-                progress(min(start + step, len(X)), len(X))
+                progress(done, len(X))
+            self._over_budget(started, done, len(X), budget)
         base, phi, out = (np.concatenate(p) for p in zip(*parts, strict=True))
         if self.matrix is not None:  # sum expanded (e.g. one-hot) columns back onto the originals
             phi = phi @ self.matrix
@@ -399,9 +457,13 @@ class Explainer:
         return np.full(len(outputs), class_index)
 
     def explain(self, X: Any, *, class_index: int | None = None,
-                progress: Progress | None = None) -> dict:
-        """JSON-ready contributions of each original column, for each row of X."""
-        base, phi, out = self.explain_arrays(X, progress=progress)
+                progress: Progress | None = None, max_seconds: float | None = None) -> dict:
+        """JSON-ready contributions of each original column, for each row of X.
+
+        By default each row explains its predicted class (the positive class if binary);
+        ``class_index`` explains that class for every row instead."""
+        self.check_class_index(class_index)
+        base, phi, out = self.explain_arrays(X, progress=progress, max_seconds=max_seconds)
         chosen, rows = self.choose(out, class_index), np.arange(len(out))
         return {
             "columns": [str(c) for c in self.columns],
@@ -416,8 +478,16 @@ class Explainer:
 
 def make_explainer(model: Any, background: pd.DataFrame, *, max_background: int = 100,
                    seed: int = 0, nsamples: int | None = None, kernel_background: int = 20,
-                   progress: Progress | None = None) -> Explainer:
-    """Choose tree, linear or model-agnostic SHAP for ``model`` and build it once."""
+                   progress: Progress | None = None, max_seconds: float | None = None,
+                   as_input: AsInput | None = None) -> Explainer:
+    """Choose tree, linear or model-agnostic SHAP for ``model`` and build it once.
+
+    ``max_seconds`` is the default time budget of the model-agnostic explainer (None: no
+    bound; see the module docstring). ``as_input`` turns a frame of the model's columns into
+    what ``predict`` is given (e.g. a numpy array for a model fitted on one), so the model
+    sees the same input here as in the service's /predict.
+    """
+    feed: AsInput = as_input if as_input is not None else (lambda frame: frame)
     if not isinstance(background, pd.DataFrame) or background.empty:
         raise ValueError("background must be a non-empty DataFrame with the model's input "
                          "columns (for example a few hundred training rows)")
@@ -439,10 +509,10 @@ def make_explainer(model: Any, background: pd.DataFrame, *, max_background: int 
                 index, _ = _column_map(pre, [str(c) for c in columns])
                 matrix = np.zeros((len(index), len(columns)))
                 matrix[np.arange(len(index)), index] = 1.0
-            fitted = pre.transform(background) if pre is not None else background
+            fitted = pre.transform(feed(background)) if pre is not None else feed(background)
             kind = _LinearEngine if family == "linear" else _TreeEngine
             engine = kind(estimator, family, fitted)
-            _, phi, out = engine(pre.transform(probe) if pre is not None else probe)
+            _, phi, out = engine(pre.transform(feed(probe)) if pre is not None else feed(probe))
             if matrix is not None and phi.shape[2] != len(matrix):
                 raise _Unmappable("output width differs from get_feature_names_out")
         except Exception as exc:
@@ -452,10 +522,12 @@ def make_explainer(model: Any, background: pd.DataFrame, *, max_background: int 
                           f"explainer because {reason}", stacklevel=2)
             engine, matrix = None, None
     if engine is None:  # the whole model (pipeline included) on the original columns
-        pre, fn = None, _agnostic(model, classes)
+        pre, method = None, _agnostic(model, classes)
+        fn = method if as_input is None else (lambda frame: method(feed(frame)))
         engine = _KernelEngine(fn, background, kernel_background, nsamples, seed)
         out = np.asarray(fn(probe), dtype=float).reshape(len(probe), -1)
-    space = _output_space(model, family, classes, probe, out)
+    space = _output_space(model, family, classes, feed(probe), out)
     if classes is None and out.shape[1] > 1:  # a callable returning one column per class
         classes = list(range(out.shape[1]))
-    return Explainer(model, engine, pre, matrix, columns, classes, space, progress)
+    return Explainer(model, engine, pre, matrix, columns, classes, space, progress, max_seconds,
+                     as_input)
