@@ -27,6 +27,7 @@ from nbdeploy.errors import (
 from nbdeploy.server import inputs, views
 
 ACTIONS = ("start", "stop", "promote", "rollback")
+READS = ("versions", "status", "split", "kpis", "drift", "alerts")
 NAME = r"(?P<name>[^/]+)"
 
 
@@ -59,7 +60,7 @@ class NbdeployHandler(APIHandler):
 
     @property
     def state(self) -> ServerState:
-        return self.settings["nbdeploy"]
+        return self.settings["nbdeploy_state"]
 
     def answer(self, payload: Any, status: int = 200) -> None:
         """Finish with a JSON body."""
@@ -111,6 +112,14 @@ class DeploymentHandler(NbdeployHandler):
         await self.respond(views.deployment_detail, name)
 
 
+class PartHandler(NbdeployHandler):
+    """GET /nbdeploy/api/deployments/{name}/(versions|status): one part of the detail."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str, part: str) -> None:
+        await self.respond(views.versions if part == "versions" else views.status, name)
+
+
 class ActionHandler(NbdeployHandler):
     """POST /nbdeploy/api/deployments/{name}/(start|stop|promote|rollback) {"version": N}."""
 
@@ -156,7 +165,7 @@ class SplitHandler(NbdeployHandler):
 
 
 class MonitorHandler(NbdeployHandler):
-    """GET /nbdeploy/api/deployments/{name}/(kpis|drift)."""
+    """GET /nbdeploy/api/deployments/{name}/(kpis|drift|alerts)."""
 
     @tornado.web.authenticated
     async def get(self, name: str, what: str) -> None:
@@ -169,12 +178,12 @@ class NotFoundHandler(NbdeployHandler):
     @tornado.web.authenticated
     def get(self, path: str) -> None:
         self.fail(404, f"no endpoint /nbdeploy/api/{path}; see deployments, deployments/NAME, "
-                       f"deployments/NAME/({'|'.join(ACTIONS)}|split|kpis|drift).", "path")
+                       f"deployments/NAME/({'|'.join(READS + ACTIONS)}).", "path")
 
     post = get
 
 
-def routes(base_url: str) -> list[tuple[str, type[NbdeployHandler]]]:
+def routes(base_url: str = "/") -> list[tuple[str, type[NbdeployHandler]]]:
     """URL patterns of the REST API under ``base_url``."""
     root = url_path_join(base_url, "nbdeploy", "api")
     return [
@@ -182,7 +191,8 @@ def routes(base_url: str) -> list[tuple[str, type[NbdeployHandler]]]:
         (url_path_join(root, "deployments", NAME) + "/?", DeploymentHandler),
         (url_path_join(root, "deployments", NAME, f"(?P<action>{'|'.join(ACTIONS)})"),
          ActionHandler),
+        (url_path_join(root, "deployments", NAME, "(?P<part>versions|status)"), PartHandler),
         (url_path_join(root, "deployments", NAME, "split"), SplitHandler),
-        (url_path_join(root, "deployments", NAME, "(?P<what>kpis|drift)"), MonitorHandler),
+        (url_path_join(root, "deployments", NAME, "(?P<what>kpis|drift|alerts)"), MonitorHandler),
         (url_path_join(root, "(?P<path>.*)"), NotFoundHandler),
     ]
