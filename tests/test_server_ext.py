@@ -20,6 +20,7 @@ import nbdeploy.api as api
 from nbdeploy.registry import Registry
 
 API = ("nbdeploy", "api")
+REQUEST_TIMEOUT = 300.0
 
 
 @pytest.fixture
@@ -39,7 +40,9 @@ def acall(jp_fetch: Any) -> Any:
 
     async def _call(method: str, *parts: str, body: Any = None, raw: bytes | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+        # actions start real servers: allow them longer than tornado's 20 s default
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False,
+                                  "request_timeout": REQUEST_TIMEOUT}
         if method == "POST":
             kwargs["body"] = raw if raw is not None else json.dumps(body if body is not None else {})
         resp: HTTPResponse = await jp_fetch(*API, *parts, headers=headers, **kwargs)
