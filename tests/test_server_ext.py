@@ -389,7 +389,7 @@ def test_detail_shows_a_stored_reproduce_verdict(registered: str, call: Any) -> 
     assert v1["lineage"]["data_rows"] == 150
 
 
-# -- split, KPIs, drift: features and bad input ---------------------------------------------------------------------
+# -- split, KPIs, drift: features and bad input --------------------------------------------
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
