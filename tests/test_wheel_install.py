@@ -65,6 +65,7 @@ def test_wheel_installs_and_enables_both_extensions_without_node(tmp_path: Path)
                for n in names)
     assert f"{data}etc/jupyter/jupyter_server_config.d/nbdeploy.json" in names
     assert "nbdeploy/server/handlers.py" in names
+    assert not [n for n in names if n.endswith(".map")], "a development build (source maps)"
 
     # install into a fresh venv, then ask Jupyter what it sees
     venv = tmp_path / "venv"

@@ -31,6 +31,7 @@ export interface IBadge {
 
 const TONES: Record<string, [string, Tone]> = {
   serving: ['serving', 'ok'],
+  passed: ['passed', 'ok'],
   starting: ['starting', 'busy'],
   candidate: ['validating', 'busy'],
   down: ['down', 'error'],

@@ -92,9 +92,8 @@ function ValidationRuns({ runs, validation }: { runs: IValidationRun[]; validati
     <ul className="nbd-runs">
       {runs.map((run, i) => (
         <li key={i} className="nbd-run" title={run.reason ?? run.notebook}>
-          <Badge status={run.status === 'passed' ? 'serving' : run.status} />
+          <span className={`${statusBadge(run.status).className} nbd-run-status`}>{run.status}</span>
           <span className="nbd-run-name">{basename(run.notebook)}</span>
-          <span className="nbd-run-status">{run.status}</span>
           {Object.entries(run.metrics ?? {}).map(([key, value]) => (
             <span key={key} className="nbd-metric">
               {key}={formatMetric(value)}

@@ -66,6 +66,7 @@ class FakeClient implements IClient {
 describe('statusBadge', () => {
   it.each([
     ['serving', 'serving', 'ok'],
+    ['passed', 'passed', 'ok'],
     ['starting', 'starting', 'busy'],
     ['candidate', 'validating', 'busy'],
     ['down', 'down', 'error'],

@@ -229,6 +229,7 @@ def test_sidebar_shows_split_alerts_validation_and_confirms_promote_and_stop(
     stop.click()
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
     badge = head.locator(".nbd-badge").first
+    expect(head.locator(".nbd-busy")).to_have_count(0)  # the stop finished
     expect(badge).to_have_text(re.compile(r"^(stopped|down)$"))
     assert api.get("gated:1").status() in ("stopped", "down")
     page.screenshot(path=str(artifacts_dir / "sidebar-after-promote-and-stop.png"))

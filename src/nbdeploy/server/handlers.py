@@ -1,5 +1,12 @@
 """Tornado handlers for /nbdeploy/api/: JSON in, JSON out, every one authenticated.
 
+GET  deployments                      every deployment: status, endpoint, split, alert state
+GET  deployments/NAME                 summary, versions (lineage, validation, reproduce), events
+GET  deployments/NAME/versions        the versions alone;  .../status  the serving version's
+GET  deployments/NAME/split|kpis|drift|alerts
+POST deployments/NAME/start|stop|promote|rollback  {"version": N}  (promote needs it)
+POST deployments/NAME/split           {"weights": {"1": 90, "2": 10}}
+
 Errors are JSON ``{"error": message, "field": name}``: 400 bad input (naming the field),
 404 unknown deployment or version, 409 a state conflict or an action already running,
 501 a feature this nbdeploy lacks. Blocking work runs in the server's thread pools."""
