@@ -20,6 +20,7 @@ import nbdeploy.api as api
 from nbdeploy.registry import Registry
 
 API = ("nbdeploy", "api")
+REQUEST_TIMEOUT = 300.0
 
 
 @pytest.fixture
@@ -39,7 +40,9 @@ def acall(jp_fetch: Any) -> Any:
 
     async def _call(method: str, *parts: str, body: Any = None, raw: bytes | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+        # actions start real servers: allow them longer than tornado's 20 s default
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False,
+                                  "request_timeout": REQUEST_TIMEOUT}
         if method == "POST":
             kwargs["body"] = raw if raw is not None else json.dumps(body if body is not None else {})
         resp: HTTPResponse = await jp_fetch(*API, *parts, headers=headers, **kwargs)
@@ -97,14 +100,55 @@ def served() -> Iterator[str]:
 
 # -- authentication ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [("GET", "deployments"), ("GET", "deployments/iris"), ("POST", "deployments/iris/stop"),
-     ("GET", "deployments/iris/drift"), ("POST", "deployments/iris/split")],
-)
-def test_unauthenticated_requests_are_refused(call: Any, method: str, path: str) -> None:
+ROUTES = [
+    ("GET", "deployments"), ("GET", "deployments/iris"), ("GET", "deployments/iris/versions"),
+    ("GET", "deployments/iris/status"), ("GET", "deployments/iris/split"),
+    ("GET", "deployments/iris/kpis"), ("GET", "deployments/iris/drift"),
+    ("GET", "deployments/iris/alerts"), ("GET", "nosuch"),
+    ("POST", "deployments/iris/start"), ("POST", "deployments/iris/stop"),
+    ("POST", "deployments/iris/promote"), ("POST", "deployments/iris/rollback"),
+    ("POST", "deployments/iris/split"), ("POST", "nosuch"),
+]
+# Only the handlers' own @authenticated stands between an anonymous client and the API:
+# the server allows unauthenticated handlers and skips the XSRF check.
+OPEN_SERVER = {"ServerApp": {"jpserver_extensions": {"nbdeploy.server": True},
+                             "allow_unauthenticated_access": True,
+                             "disable_check_xsrf": True}}
+
+
+@pytest.mark.parametrize("jp_server_config", [OPEN_SERVER])
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_and_method_refuses_anonymous_requests(
+    registered: str, call: Any, method: str, path: str
+) -> None:
     status, _ = call(method, *path.split("/"), headers={"Authorization": ""})
     assert status in (401, 403)
+
+
+@pytest.mark.parametrize("jp_server_config", [OPEN_SERVER])
+def test_the_same_routes_answer_with_the_token(registered: str, call: Any) -> None:
+    """The refusals above come from authentication, not from a broken route."""
+    assert call("GET", "deployments")[0] == 200
+    assert call("GET", "deployments", "iris", "status")[0] == 200
+    assert call("POST", "deployments", "iris", "promote", body={})[0] == 400
+
+
+def test_every_handler_method_is_wrapped_by_tornado_authenticated() -> None:
+    import tornado.web
+
+    from nbdeploy.server.handlers import routes
+
+    wrapper_code = tornado.web.authenticated(lambda self: None).__code__
+    handlers = {handler for _, handler in routes("/")}
+    checked = 0
+    for handler in handlers:
+        for verb in ("get", "post", "put", "patch", "delete"):
+            method = handler.__dict__.get(verb)
+            if method is None:
+                continue
+            assert method.__code__ is wrapper_code, f"{handler.__name__}.{verb} is not authenticated"
+            checked += 1
+    assert checked >= 9
 
 
 # -- listing and detail ----------------------------------------------------------------
@@ -269,7 +313,83 @@ def test_stop_start_rollback_promote_drive_real_servers(served: str, call: Any) 
     assert Registry().deployment("iris")["serving_version"] == 2
 
 
-# -- split, KPIs, drift ---------------------------------------------------------------------
+# -- split, KPIs, drift, alerts, versions, status: real servers ------------------------------
+
+@pytest.mark.slow
+def test_kpis_drift_alerts_and_split_of_a_served_deployment(served: str, call: Any) -> None:
+    from nbdeploy import monitoring
+
+    _, X = _iris()
+    dep = api.get("iris")
+    for _ in range(12):
+        assert len(dep.predict(X.head(3))) == 3
+
+    status, kpis = call("GET", "deployments", "iris", "kpis")
+    assert status == 200, kpis
+    assert kpis["2"]["requests"] >= 12
+    assert kpis["2"]["error_rate"] == 0
+
+    status, drift = call("GET", "deployments", "iris", "drift")
+    assert status == 200, drift
+    assert drift["verdict"] == monitoring.drift("iris").verdict
+    assert {f["name"] for f in drift["features"]} == set(X.columns)
+
+    monitoring.set_alerts("iris", ["p99_ms>0", "error_rate>0.5"])
+    status, alerts = call("GET", "deployments", "iris", "alerts")
+    assert status == 200, alerts
+    assert alerts["rules"] == ["p99_ms>0", "error_rate>0.5"]
+    assert alerts["count"] == 1
+    assert alerts["firing"][0]["rule"] == "p99_ms>0" and alerts["firing"][0]["version"] == 2
+    [row] = call("GET", "deployments")[1]["deployments"]
+    assert row["alerts"]["rules"] == 2 and row["alerts"]["firing"] == 1
+    assert "p99 latency" in row["alerts"]["messages"][0]
+
+    status, answer = call("POST", "deployments", "iris", "split",
+                          body={"weights": {"1": 30, "2": 70}})
+    assert status == 200, answer
+    status, got = call("GET", "deployments", "iris", "split")
+    assert status == 200 and got["split"] == {"1": 30, "2": 70}
+    assert Registry().deployment("iris")["split"] == {"1": 30, "2": 70} or \
+        Registry().deployment("iris")["split"] == {1: 30, 2: 70}
+    [row] = call("GET", "deployments")[1]["deployments"]
+    assert row["split"] in ({"1": 30, "2": 70}, {1: 30, 2: 70})
+
+    status, answer = call("POST", "deployments", "iris", "split", body={"weights": {"9": 100}})
+    assert status == 404 and "9" in answer["error"]
+
+    status, versions = call("GET", "deployments", "iris", "versions")
+    assert status == 200 and [v["version"] for v in versions["versions"]] == [1, 2]
+    assert all(v["status"] == "serving" for v in versions["versions"])  # the split serves both
+    status, live = call("GET", "deployments", "iris", "status")
+    assert status == 200 and (live["serving_version"], live["status"]) == (2, "serving")
+
+
+@pytest.mark.parametrize("part", ["kpis", "drift", "alerts", "split", "versions", "status"])
+def test_reads_of_an_unknown_or_invalid_name_are_404_or_400(call: Any, part: str) -> None:
+    status, answer = call("GET", "deployments", "nosuch", part)
+    assert status == 404 and "nosuch" in answer["error"]
+    status, answer = call("GET", "deployments", "Bad Name!", part)
+    assert status == 400 and answer["field"] == "name"
+
+
+def test_alerts_of_a_deployment_without_rules(registered: str, call: Any) -> None:
+    status, answer = call("GET", "deployments", "iris", "alerts")
+    assert status == 200
+    assert answer == {"name": "iris", "rules": [], "firing": [], "count": 0}
+    [row] = call("GET", "deployments")[1]["deployments"]
+    assert row["alerts"] == {"rules": 0, "firing": 0, "messages": []}
+
+
+def test_detail_shows_a_stored_reproduce_verdict(registered: str, call: Any) -> None:
+    lineage = Registry().version("iris", 1)["lineage"]
+    verdict = {"status": "exact", "verdict": "exact", "notebook": "train.ipynb", "at": 1.0}
+    Registry().update_version("iris", 1, lineage={**lineage, "reproduce": verdict})
+    [v1] = call("GET", "deployments", "iris")[1]["versions"]
+    assert v1["reproduce"]["verdict"] == "exact"
+    assert v1["lineage"]["data_rows"] == 150
+
+
+# -- split, KPIs, drift: features and bad input --------------------------------------------
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),

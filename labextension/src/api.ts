@@ -100,6 +100,33 @@ export interface IDeploymentSummary {
   created_by: string;
   split?: Record<string, number> | null;
   shadow_version?: number | null;
+  alerts?: IAlertState | null;
+}
+
+/** The alert state in the list: how many rules, how many fire now (null: not evaluated). */
+export interface IAlertState {
+  rules: number;
+  firing: number | null;
+  messages: string[];
+  error?: string;
+}
+
+/** GET deployments/{name}/alerts. */
+export interface IAlerts {
+  name: string;
+  rules: string[];
+  firing: Array<{ rule: string; version: number | null; value: number; message: string; severity: string }>;
+  count: number;
+}
+
+/** The stored verdict of `nbdeploy reproduce` (lineage.reproduce). */
+export interface IReproduce {
+  status: string;
+  verdict: string;
+  notebook?: string;
+  at?: number;
+  max_abs_diff?: number | null;
+  notebook_changed?: boolean;
 }
 
 /** One executed validation notebook of a version. */
@@ -125,6 +152,7 @@ export interface IVersion {
   lineage: Record<string, any> | null;
   validation: Record<string, any> | null;
   validation_runs: IValidationRun[];
+  reproduce?: IReproduce | null;
 }
 
 /** GET deployments/{name}. */
@@ -133,6 +161,7 @@ export interface IDeploymentDetail {
   summary: IDeploymentSummary;
   serving_version: number | null;
   split: Record<string, number> | null;
+  alerts?: IAlertState | null;
   versions: IVersion[];
   events: Array<{ ts: number; user: string; action: string; version: number | null }>;
 }
@@ -164,6 +193,11 @@ export class NbdeployClient {
   /** Drift report (ApiError with status 501 when the server has no drift support). */
   drift(name: string): Promise<Record<string, any>> {
     return this.get(`deployments/${encodeURIComponent(name)}/drift`);
+  }
+
+  /** The alert rules of a deployment and the alerts firing now. */
+  alerts(name: string): Promise<IAlerts> {
+    return this.get(`deployments/${encodeURIComponent(name)}/alerts`);
   }
 
   /** start/stop/promote/rollback, optionally for one version. */

@@ -41,12 +41,15 @@ export function deploymentName(variable: string): string {
   return slug || 'my-model';
 }
 
-/** The source of a ready-to-edit `%deploy` cell, for `variable` when it is an identifier. */
+/**
+ * The source of a ready-to-edit `%deploy` cell, for `variable` when it is an identifier.
+ * It loads the magics first, so it also runs in a fresh kernel.
+ */
 export function deployCellSource(variable?: string | null): string {
   const chosen = variable && isVariable(variable.trim()) ? variable.trim() : null;
   const model = chosen ?? 'model';
   const name = chosen ? deploymentName(chosen) : 'my-model';
-  return `%deploy ${model} --name ${name} --sample X_train`;
+  return `%load_ext nbdeploy\n%deploy ${model} --name ${name} --sample X_train`;
 }
 
 /** The variable to deploy: the selected text if it is an identifier, else the word at the cursor. */

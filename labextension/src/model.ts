@@ -6,8 +6,10 @@
 import {
   Action,
   ApiError,
+  IAlertState,
   IDeploymentDetail,
-  IDeploymentSummary
+  IDeploymentSummary,
+  IReproduce
 } from './api';
 
 /** What the model needs from NbdeployClient (a fake in tests). */
@@ -29,6 +31,7 @@ export interface IBadge {
 
 const TONES: Record<string, [string, Tone]> = {
   serving: ['serving', 'ok'],
+  passed: ['passed', 'ok'],
   starting: ['starting', 'busy'],
   candidate: ['validating', 'busy'],
   down: ['down', 'error'],
@@ -64,6 +67,49 @@ export function driftVerdict(report: Record<string, any> | null | undefined): st
     return report.drifted.length ? 'drift' : 'no drift';
   }
   return null;
+}
+
+/** The alert badge of a deployment: null without rules, else "ok" or "N alerts" and a tone. */
+export function alertBadge(state: IAlertState | null | undefined): IBadge & { title: string } | null {
+  if (!state || !state.rules) {
+    return null;
+  }
+  const rules = `${state.rules} alert rule${state.rules === 1 ? '' : 's'}`;
+  if (state.firing === null || state.firing === undefined) {
+    const title = `${rules}; not evaluated: ${state.error ?? 'unknown error'}`;
+    return { label: 'alerts ?', tone: 'warn', className: 'nbd-badge nbd-badge-warn nbd-alerts', title };
+  }
+  if (state.firing === 0) {
+    return { label: 'alerts ok', tone: 'ok', className: 'nbd-badge nbd-badge-ok nbd-alerts', title: `${rules}, none firing` };
+  }
+  const label = `${state.firing} alert${state.firing === 1 ? '' : 's'}`;
+  const title = [`${rules}, ${state.firing} firing:`, ...state.messages].join('\n');
+  return { label, tone: 'error', className: 'nbd-badge nbd-badge-error nbd-alerts', title };
+}
+
+/** "reproduced exactly" / "reproduce: differs (…)" for a stored reproduce verdict, with a tone. */
+export function reproduceLabel(result: IReproduce | null | undefined): { text: string; tone: Tone } | null {
+  if (!result || typeof result.verdict !== 'string') {
+    return null;
+  }
+  const tone: Tone = result.status === 'exact' || result.status === 'within-tolerance' ? 'ok' : 'error';
+  const changed = result.notebook_changed ? ' (notebook changed since deploy)' : '';
+  return { text: `reproduce: ${result.verdict}${changed}`, tone };
+}
+
+/** The confirmation text of an action on a deployment (optionally on one version). */
+export function confirmText(dep: IDeploymentSummary, action: Action, version?: number): string {
+  const v = version ?? dep.version;
+  switch (action) {
+    case 'stop':
+      return `Stop the server of ${dep.name} v${v}? Clients of ${dep.endpoint ?? 'its endpoint'} get no answer until it is started again.`;
+    case 'start':
+      return `Start the server of ${dep.name} v${v} on this machine?`;
+    case 'promote':
+      return `Serve ${dep.name} v${v} instead of v${dep.serving_version ?? '?'}? The old version's server stops once v${v} answers.`;
+    case 'rollback':
+      return `Roll ${dep.name} back from v${dep.serving_version ?? '?'} to its previous good version?`;
+  }
 }
 
 /** Render a traffic split {"3": 90, "4": 10} as "v3 90% · v4 10%" (null when none). */
@@ -103,7 +149,8 @@ const WATCHED: Array<keyof IDeploymentSummary> = [
   'endpoint',
   'reason',
   'split',
-  'shadow_version'
+  'shadow_version',
+  'alerts'
 ];
 
 /** Compare two listings by name on the fields the sidebar shows. */

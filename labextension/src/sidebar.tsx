@@ -8,7 +8,7 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { Action, IDeploymentSummary, IValidationRun, IVersion } from './api';
-import { DeploymentsModel, formatSplit, formatTime, statusBadge } from './model';
+import { alertBadge, confirmText, DeploymentsModel, formatSplit, formatTime, reproduceLabel, statusBadge } from './model';
 
 const LABELS: Record<Action, string> = {
   start: 'Start',
@@ -16,21 +16,6 @@ const LABELS: Record<Action, string> = {
   promote: 'Promote',
   rollback: 'Rollback'
 };
-
-/** The confirmation text for an action. */
-export function confirmText(dep: IDeploymentSummary, action: Action, version?: number): string {
-  const v = version ?? dep.version;
-  switch (action) {
-    case 'stop':
-      return `Stop the server of ${dep.name} v${v}? Clients of ${dep.endpoint ?? 'its endpoint'} get no answer until it is started again.`;
-    case 'start':
-      return `Start the server of ${dep.name} v${v} on this machine?`;
-    case 'promote':
-      return `Serve ${dep.name} v${v} instead of v${dep.serving_version ?? '?'}? The old version's server stops once v${v} answers.`;
-    case 'rollback':
-      return `Roll ${dep.name} back from v${dep.serving_version ?? '?'} to its previous good version?`;
-  }
-}
 
 /** Ask for confirmation, run the action and show any error in a dialog. */
 async function confirmAndRun(
@@ -107,9 +92,8 @@ function ValidationRuns({ runs, validation }: { runs: IValidationRun[]; validati
     <ul className="nbd-runs">
       {runs.map((run, i) => (
         <li key={i} className="nbd-run" title={run.reason ?? run.notebook}>
-          <Badge status={run.status === 'passed' ? 'serving' : run.status} />
+          <span className={`${statusBadge(run.status).className} nbd-run-status`}>{run.status}</span>
           <span className="nbd-run-name">{basename(run.notebook)}</span>
-          <span className="nbd-run-status">{run.status}</span>
           {Object.entries(run.metrics ?? {}).map(([key, value]) => (
             <span key={key} className="nbd-metric">
               {key}={formatMetric(value)}
@@ -128,6 +112,7 @@ function VersionRow(props: { model: DeploymentsModel; dep: IDeploymentSummary; v
   const live = version.status === 'serving' || version.status === 'starting';
   const canPromote = !isServing && (version.state === 'ready' || version.state === 'serving');
   const busy = model.busy.has(dep.name);
+  const reproduce = reproduceLabel(version.reproduce);
   return (
     <li className="nbd-version" data-version={version.version}>
       <div className="nbd-version-head">
@@ -160,6 +145,11 @@ function VersionRow(props: { model: DeploymentsModel; dep: IDeploymentSummary; v
           {lineage.data_rows ?? '?'} rows{lineage.data_fingerprint ? ` · ${String(lineage.data_fingerprint).slice(0, 10)}` : ''}
         </dd>
       </dl>
+      {reproduce && (
+        <div className={`nbd-reproduce nbd-reproduce-${reproduce.tone}`} title={version.reproduce?.notebook ?? ''}>
+          {reproduce.text}
+        </div>
+      )}
       <ValidationRuns runs={version.validation_runs ?? []} validation={version.validation} />
     </li>
   );
@@ -173,6 +163,7 @@ function DeploymentRow({ model, dep }: { model: DeploymentsModel; dep: IDeployme
   const busy = model.busy.get(dep.name);
   const live = dep.status === 'serving' || dep.status === 'starting';
   const selected = model.selected === dep.name;
+  const alerts = alertBadge(dep.alerts);
   return (
     <li className={`nbd-deployment${selected ? ' nbd-selected' : ''}`} data-deployment={dep.name}>
       <div className="nbd-deployment-head" onClick={() => void model.toggle(dep.name)} title="Show versions">
@@ -182,6 +173,11 @@ function DeploymentRow({ model, dep }: { model: DeploymentsModel; dep: IDeployme
           v{dep.serving_version ?? dep.version}
         </span>
         <Badge status={dep.status} />
+        {alerts && (
+          <span className={alerts.className} data-firing={dep.alerts?.firing ?? ''} title={alerts.title}>
+            {alerts.label}
+          </span>
+        )}
         {busy && <span className="nbd-busy">{busy}…</span>}
       </div>
       <div className="nbd-deployment-info">

@@ -101,3 +101,14 @@ describe('NbdeployClient', () => {
     expect(calls[2][0]).toBe('http://h/nbdeploy/api/deployments/a%20b');
   });
 });
+
+describe('NbdeployClient.alerts', () => {
+  it('GETs the alerts route of the escaped name and returns its body', async () => {
+    const calls: Array<[string, RequestInit]> = [];
+    const body = { name: 'iris', rules: ['p99_ms>0'], firing: [], count: 0 };
+    const client = new NbdeployClient(fake(200, JSON.stringify(body), calls), 'http://h/');
+    expect(await client.alerts('my model')).toEqual(body);
+    expect(calls[0][0]).toBe('http://h/nbdeploy/api/deployments/my%20model/alerts');
+    expect(calls[0][1].method).toBe('GET');
+  });
+});

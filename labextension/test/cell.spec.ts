@@ -29,13 +29,18 @@ describe('pickVariable', () => {
 });
 
 describe('deployCellSource', () => {
-  it('is the documented template without a variable', () => {
-    expect(deployCellSource()).toBe('%deploy model --name my-model --sample X_train');
-    expect(deployCellSource('1abc')).toBe('%deploy model --name my-model --sample X_train');
+  it('is the documented template without a variable, loading the magics first', () => {
+    const template = '%load_ext nbdeploy\n%deploy model --name my-model --sample X_train';
+    expect(deployCellSource()).toBe(template);
+    expect(deployCellSource('1abc')).toBe(template);
+  });
+
+  it('starts with %load_ext nbdeploy so it runs in a fresh kernel', () => {
+    expect(deployCellSource('clf').split('\n')[0]).toBe('%load_ext nbdeploy');
   });
 
   it('uses the variable and a valid name derived from it', () => {
-    expect(deployCellSource('best_clf')).toBe('%deploy best_clf --name best-clf --sample X_train');
+    expect(deployCellSource('best_clf')).toBe('%load_ext nbdeploy\n%deploy best_clf --name best-clf --sample X_train');
     expect(deploymentName('__Model2__')).toBe('model2');
     expect(deploymentName('___')).toBe('my-model');
     expect(deploymentName('x'.repeat(80))).toHaveLength(63);

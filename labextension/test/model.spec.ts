@@ -1,6 +1,9 @@
 import { ApiError, IDeploymentDetail, IDeploymentSummary } from '../src/api';
 import {
+  alertBadge,
+  confirmText,
   DeploymentsModel,
+  reproduceLabel,
   diffDeployments,
   driftVerdict,
   formatSplit,
@@ -63,6 +66,7 @@ class FakeClient implements IClient {
 describe('statusBadge', () => {
   it.each([
     ['serving', 'serving', 'ok'],
+    ['passed', 'passed', 'ok'],
     ['starting', 'starting', 'busy'],
     ['candidate', 'validating', 'busy'],
     ['down', 'down', 'error'],
@@ -236,5 +240,68 @@ describe('formatTime', () => {
     const ts = new Date(2026, 10, 5, 8, 3, 59).getTime() / 1000;
     expect(formatTime(ts)).toBe('2026-11-05 08:03');
     expect(formatTime(null)).toBe('—');
+  });
+});
+
+describe('alertBadge', () => {
+  it('is absent without rules', () => {
+    expect(alertBadge(undefined)).toBeNull();
+    expect(alertBadge({ rules: 0, firing: 0, messages: [] })).toBeNull();
+  });
+
+  it('is ok when no rule fires and an error badge counting the firing ones otherwise', () => {
+    expect(alertBadge({ rules: 2, firing: 0, messages: [] })).toMatchObject({ label: 'alerts ok', tone: 'ok' });
+    const one = alertBadge({ rules: 2, firing: 1, messages: ['v2 p99 latency (ms) 12 > 0 over 12 requests'] })!;
+    expect(one.label).toBe('1 alert');
+    expect(one.tone).toBe('error');
+    expect(one.title).toContain('2 alert rules, 1 firing');
+    expect(one.title).toContain('p99 latency');
+    expect(alertBadge({ rules: 1, firing: 3, messages: [] })!.label).toBe('3 alerts');
+  });
+
+  it('warns when the rules could not be evaluated', () => {
+    const badge = alertBadge({ rules: 1, firing: null, messages: [], error: 'log unreadable' })!;
+    expect(badge.tone).toBe('warn');
+    expect(badge.title).toContain('log unreadable');
+  });
+});
+
+describe('reproduceLabel', () => {
+  it('shows the stored verdict, ok for exact or within tolerance, error otherwise', () => {
+    expect(reproduceLabel(null)).toBeNull();
+    expect(reproduceLabel({ status: 'exact', verdict: 'exact' })).toEqual({ text: 'reproduce: exact', tone: 'ok' });
+    expect(reproduceLabel({ status: 'within-tolerance', verdict: 'within tolerance (1e-9)' })!.tone).toBe('ok');
+    const differs = reproduceLabel({ status: 'differs', verdict: 'differs (3 of 150 rows)', notebook_changed: true })!;
+    expect(differs.tone).toBe('error');
+    expect(differs.text).toBe('reproduce: differs (3 of 150 rows) (notebook changed since deploy)');
+  });
+});
+
+describe('confirmText', () => {
+  const dep = summary('iris', { version: 3, serving_version: 3, endpoint: 'http://127.0.0.1:3000' });
+
+  it('names the deployment, the versions and the endpoint affected', () => {
+    expect(confirmText(dep, 'stop')).toBe(
+      'Stop the server of iris v3? Clients of http://127.0.0.1:3000 get no answer until it is started again.'
+    );
+    expect(confirmText(dep, 'promote', 5)).toBe(
+      "Serve iris v5 instead of v3? The old version's server stops once v5 answers."
+    );
+    expect(confirmText(dep, 'rollback')).toBe('Roll iris back from v3 to its previous good version?');
+    expect(confirmText(dep, 'start', 2)).toBe('Start the server of iris v2 on this machine?');
+  });
+
+  it('says "its endpoint" when there is none and "?" without a serving version', () => {
+    const down = summary('iris', { endpoint: null, serving_version: null });
+    expect(confirmText(down, 'stop', 1)).toContain('Clients of its endpoint');
+    expect(confirmText(down, 'rollback')).toBe('Roll iris back from v? to its previous good version?');
+  });
+});
+
+describe('diffDeployments on alerts', () => {
+  it('reports a deployment whose alert count changed', () => {
+    const before = [summary('iris', { alerts: { rules: 1, firing: 0, messages: [] } })];
+    const after = [summary('iris', { alerts: { rules: 1, firing: 1, messages: ['x'] } })];
+    expect(diffDeployments(before, after).changed).toEqual(['iris']);
   });
 });

@@ -57,5 +57,8 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "nbdeploy"}]
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "nbdeploy.server"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """``jupyter server extension`` finds the ``nbdeploy`` ExtensionApp here."""
+    from nbdeploy.server import _jupyter_server_extension_points as points
+
+    return points()

@@ -55,11 +55,26 @@ def _quiet_settings(settings_dir: Path) -> None:
     path.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
+def ui_required() -> bool:
+    """`make test` (NBDEPLOY_REQUIRE_UI=1) and CI must run the browser tests, never skip them."""
+    return os.environ.get("NBDEPLOY_REQUIRE_UI", "") not in ("", "0") or \
+        os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_chromium(path: Path) -> None:
+    """Skip without chromium, or fail when the UI tests are required (make test, CI)."""
+    if path.exists():
+        return
+    message = f"{path} is missing: run `make ui-deps` (apt-get install chromium)"
+    if ui_required():
+        pytest.fail(message + "; the browser tests are required here (NBDEPLOY_REQUIRE_UI/CI)")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Debian chromium driven by Playwright (skipped when it is not installed)."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: run `make ui-deps` (apt-get install chromium)")
+    """Headless Debian chromium driven by Playwright."""
+    require_chromium(CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -1,7 +1,7 @@
 """jupyter_server extension: the REST API behind the JupyterLab Deployments sidebar.
 
-Importing this package is cheap (no tornado, pandas or bentoml); the handlers load only
-when jupyter_server calls :func:`_load_jupyter_server_extension`."""
+Importing this package is cheap (no tornado, pandas or bentoml); the ExtensionApp and its
+handlers load only when jupyter_server asks for the extension points."""
 
 from __future__ import annotations
 
@@ -15,13 +15,8 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": LABEXTENSION_NAME}]
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """The module jupyter_server loads for the ``nbdeploy`` extension."""
-    return [{"module": "nbdeploy.server"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The ``nbdeploy`` ExtensionApp jupyter_server loads (its handlers are in app.py)."""
+    from nbdeploy.server.app import NbdeployExtension
 
-
-def _load_jupyter_server_extension(server_app: Any) -> None:
-    """Register the /nbdeploy/api routes on a running jupyter_server."""
-    from nbdeploy.server.app import load
-
-    load(server_app)
+    return [{"module": "nbdeploy.server", "app": NbdeployExtension}]

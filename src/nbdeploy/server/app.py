@@ -1,9 +1,10 @@
-"""Wire the nbdeploy REST API into a running jupyter_server."""
+"""The ``nbdeploy`` jupyter_server ExtensionApp: the REST API and its thread pools."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
 
 from nbdeploy.server.handlers import ServerState, routes
 
@@ -16,12 +17,28 @@ def _warm_up() -> None:
     import nbdeploy.api  # noqa: F401
 
 
-def load(server_app: Any) -> None:
-    """Add the handlers and the thread pools they run blocking work in."""
-    web_app = server_app.web_app
-    reads = ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="nbdeploy-read")
-    actions = ThreadPoolExecutor(ACTION_WORKERS, thread_name_prefix="nbdeploy-action")
-    web_app.settings["nbdeploy"] = ServerState(reads=reads, actions=actions)
-    web_app.add_handlers(".*$", routes(web_app.settings["base_url"]))
-    reads.submit(_warm_up)
-    server_app.log.info("nbdeploy: REST API at %snbdeploy/api/", web_app.settings["base_url"])
+class NbdeployExtension(ExtensionApp):
+    """Serves /nbdeploy/api/ on a running jupyter_server (enabled on install)."""
+
+    name = "nbdeploy"
+    description = "REST API for the nbdeploy Deployments sidebar."
+    load_other_extensions = True
+
+    def initialize_settings(self) -> None:
+        """The thread pools blocking work runs in, shared by all handlers."""
+        reads = ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="nbdeploy-read")
+        actions = ThreadPoolExecutor(ACTION_WORKERS, thread_name_prefix="nbdeploy-action")
+        self.settings["nbdeploy_state"] = ServerState(reads=reads, actions=actions)
+        reads.submit(_warm_up)
+
+    def initialize_handlers(self) -> None:
+        """The /nbdeploy/api/ routes (ExtensionApp prefixes the server's base_url)."""
+        self.handlers.extend(routes("/"))
+        self.log.info("nbdeploy: REST API at %snbdeploy/api/", self.serverapp.base_url)
+
+    async def stop_extension(self) -> None:
+        """Let the thread pools go when the server stops."""
+        state: ServerState | None = self.settings.get("nbdeploy_state")
+        if state is not None:
+            state.reads.shutdown(wait=False, cancel_futures=True)
+            state.actions.shutdown(wait=False, cancel_futures=True)

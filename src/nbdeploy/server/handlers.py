@@ -1,5 +1,12 @@
 """Tornado handlers for /nbdeploy/api/: JSON in, JSON out, every one authenticated.
 
+GET  deployments                      every deployment: status, endpoint, split, alert state
+GET  deployments/NAME                 summary, versions (lineage, validation, reproduce), events
+GET  deployments/NAME/versions        the versions alone;  .../status  the serving version's
+GET  deployments/NAME/split|kpis|drift|alerts
+POST deployments/NAME/start|stop|promote|rollback  {"version": N}  (promote needs it)
+POST deployments/NAME/split           {"weights": {"1": 90, "2": 10}}
+
 Errors are JSON ``{"error": message, "field": name}``: 400 bad input (naming the field),
 404 unknown deployment or version, 409 a state conflict or an action already running,
 501 a feature this nbdeploy lacks. Blocking work runs in the server's thread pools."""
@@ -27,6 +34,7 @@ from nbdeploy.errors import (
 from nbdeploy.server import inputs, views
 
 ACTIONS = ("start", "stop", "promote", "rollback")
+READS = ("versions", "status", "split", "kpis", "drift", "alerts")
 NAME = r"(?P<name>[^/]+)"
 
 
@@ -59,7 +67,7 @@ class NbdeployHandler(APIHandler):
 
     @property
     def state(self) -> ServerState:
-        return self.settings["nbdeploy"]
+        return self.settings["nbdeploy_state"]
 
     def answer(self, payload: Any, status: int = 200) -> None:
         """Finish with a JSON body."""
@@ -111,6 +119,14 @@ class DeploymentHandler(NbdeployHandler):
         await self.respond(views.deployment_detail, name)
 
 
+class PartHandler(NbdeployHandler):
+    """GET /nbdeploy/api/deployments/{name}/(versions|status): one part of the detail."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str, part: str) -> None:
+        await self.respond(views.versions if part == "versions" else views.status, name)
+
+
 class ActionHandler(NbdeployHandler):
     """POST /nbdeploy/api/deployments/{name}/(start|stop|promote|rollback) {"version": N}."""
 
@@ -156,7 +172,7 @@ class SplitHandler(NbdeployHandler):
 
 
 class MonitorHandler(NbdeployHandler):
-    """GET /nbdeploy/api/deployments/{name}/(kpis|drift)."""
+    """GET /nbdeploy/api/deployments/{name}/(kpis|drift|alerts)."""
 
     @tornado.web.authenticated
     async def get(self, name: str, what: str) -> None:
@@ -169,12 +185,12 @@ class NotFoundHandler(NbdeployHandler):
     @tornado.web.authenticated
     def get(self, path: str) -> None:
         self.fail(404, f"no endpoint /nbdeploy/api/{path}; see deployments, deployments/NAME, "
-                       f"deployments/NAME/({'|'.join(ACTIONS)}|split|kpis|drift).", "path")
+                       f"deployments/NAME/({'|'.join(READS + ACTIONS)}).", "path")
 
     post = get
 
 
-def routes(base_url: str) -> list[tuple[str, type[NbdeployHandler]]]:
+def routes(base_url: str = "/") -> list[tuple[str, type[NbdeployHandler]]]:
     """URL patterns of the REST API under ``base_url``."""
     root = url_path_join(base_url, "nbdeploy", "api")
     return [
@@ -182,7 +198,8 @@ def routes(base_url: str) -> list[tuple[str, type[NbdeployHandler]]]:
         (url_path_join(root, "deployments", NAME) + "/?", DeploymentHandler),
         (url_path_join(root, "deployments", NAME, f"(?P<action>{'|'.join(ACTIONS)})"),
          ActionHandler),
+        (url_path_join(root, "deployments", NAME, "(?P<part>versions|status)"), PartHandler),
         (url_path_join(root, "deployments", NAME, "split"), SplitHandler),
-        (url_path_join(root, "deployments", NAME, "(?P<what>kpis|drift)"), MonitorHandler),
+        (url_path_join(root, "deployments", NAME, "(?P<what>kpis|drift|alerts)"), MonitorHandler),
         (url_path_join(root, "(?P<path>.*)"), NotFoundHandler),
     ]

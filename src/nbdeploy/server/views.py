@@ -44,8 +44,27 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def alert_state(name: str, rules: list[str]) -> dict[str, Any]:
+    """How many of a deployment's alert rules fire now, and their messages.
+
+    ``firing`` is None (with ``error``) when the rules could not be evaluated."""
+    from nbdeploy import monitoring
+
+    if not rules:
+        return {"rules": 0, "firing": 0, "messages": []}
+    try:
+        firing = monitoring.alerts(name)
+    except (NbdeployError, ValueError, OSError) as exc:
+        return {"rules": len(rules), "firing": None, "messages": [], "error": str(exc)}
+    return {"rules": len(rules), "firing": len(firing), "messages": [a.message for a in firing]}
+
+
+def _rules(row: dict[str, Any]) -> list[str]:
+    return list((row.get("settings") or {}).get("alerts") or [])
+
+
 def list_deployments() -> list[dict[str, Any]]:
-    """Every deployment's summary, plus its traffic split and shadow version."""
+    """Every deployment's summary, plus its traffic split, shadow version and alert state."""
     from nbdeploy import api
     from nbdeploy.registry import Registry
 
@@ -53,7 +72,8 @@ def list_deployments() -> list[dict[str, Any]]:
     out = []
     for summary in api.deployments():
         row = rows.get(summary["name"], {})
-        out.append({**summary, "split": row.get("split"), "shadow_version": row.get("shadow_version")})
+        out.append({**summary, "split": row.get("split"), "shadow_version": row.get("shadow_version"),
+                    "alerts": alert_state(summary["name"], _rules(row))})
     return out
 
 
@@ -68,6 +88,7 @@ def _version_view(name: str, row: dict[str, Any], runs: list[dict[str, Any]]) ->
         "state": row["status"],
         "status": dep.status(),
         "endpoint": dep.url,
+        "reproduce": (row.get("lineage") or {}).get("reproduce"),
         "validation_runs": [
             {key: run.get(key) for key in ("role", "notebook", "output_path", "status", "reason",
                                            "metrics", "parameters", "duration_s", "ts")}
@@ -90,9 +111,37 @@ def deployment_detail(name: str) -> dict[str, Any]:
         "serving_version": dep["serving_version"],
         "split": dep.get("split"),
         "shadow_version": dep.get("shadow_version"),
+        "alerts": alert_state(name, _rules(dep)),
         "versions": [_version_view(name, row, runs) for row in reg.versions(name)],
         "events": reg.events(name, limit=EVENTS_TAIL),
     }
+
+
+def versions(name: str) -> dict[str, Any]:
+    """GET deployments/{name}/versions: the versions part of the detail."""
+    detail = deployment_detail(name)
+    return {"name": name, "serving_version": detail["serving_version"],
+            "versions": detail["versions"]}
+
+
+def status(name: str) -> dict[str, Any]:
+    """GET deployments/{name}/status: the serving version's live status and endpoint."""
+    from nbdeploy.deployment import Deployment
+    from nbdeploy.registry import Registry
+
+    Registry().deployment(name_part(name))
+    return Deployment(name).summary()
+
+
+def alerts(name: str) -> dict[str, Any]:
+    """GET deployments/{name}/alerts: the stored rules and the alerts firing now."""
+    from nbdeploy import monitoring
+    from nbdeploy.registry import Registry
+
+    rules = _rules(Registry().deployment(name_part(name)))
+    firing = monitoring.alerts(name) if rules else []
+    return {"name": name, "rules": rules, "firing": [a.to_dict() for a in firing],
+            "count": len(firing)}
 
 
 def run_action(name: str, action: str, version: int | None) -> dict[str, Any]:
@@ -133,9 +182,11 @@ def _feature(function: str, label: str) -> Any:
 
 
 def monitor(name: str, what: str) -> Any:
-    """KPIs or drift of a deployment, when the core offers them."""
+    """KPIs, drift or alerts of a deployment, when the core offers them."""
     from nbdeploy.registry import Registry
 
+    if what == "alerts":
+        return alerts(name)
     func = _feature(what, "drift detection" if what == "drift" else "KPIs")
     Registry().deployment(name_part(name))
     return jsonable(func(name))
