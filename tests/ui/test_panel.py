@@ -18,13 +18,13 @@ import pytest
 from nbdeploy import api
 from nbdeploy.registry import Registry
 from nbdeploy.serve import process
+from tests.ui.conftest import require_chromium
 
 CHROMIUM = "/usr/bin/chromium"
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_notebooks"
 pytestmark = [
     pytest.mark.ui,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (make ui-deps)"),
 ]
 PNG = b"\x89PNG\r\n\x1a\n"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -34,6 +34,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 @pytest.fixture
 def lab(tmp_path: Path):
     """A JupyterLab server on 127.0.0.1 serving a copy of the example notebooks."""
+    require_chromium(Path(CHROMIUM))  # skips, or fails under make test / CI
     root = tmp_path / "work"
     shutil.copytree(EXAMPLES, root)
     token = secrets.token_hex(16)
