@@ -55,6 +55,17 @@ def _stop_everything(registry: Path) -> None:
             stop_pid(v.get("pid"), grace=3)
 
 
+@pytest.fixture(scope="module")
+def iris_model():
+    """A fitted iris LogisticRegression and its sample (the security tests' model)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tests import models
+
+    X, y = models.iris()
+    return LogisticRegression(max_iter=500).fit(X, y), X
+
+
 @pytest.fixture
 def artifacts_dir() -> Path:
     """Folder kept after the run for screenshots and reports."""

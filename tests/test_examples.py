@@ -8,21 +8,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from nbdeploy.registry import Registry
-from nbdeploy.serve import process
-
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_notebooks"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.ipynb"))
-
-
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _outputs(nb: nbformat.NotebookNode) -> list[dict]:
@@ -30,7 +18,7 @@ def _outputs(nb: nbformat.NotebookNode) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_example_runs_clean(name: str, stop_all, artifacts_dir: Path) -> None:
+def test_example_runs_clean(name: str, artifacts_dir: Path) -> None:
     nb = nbformat.read(EXAMPLES / name, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
                             resources={"metadata": {"path": str(EXAMPLES)}})

@@ -9,8 +9,6 @@ import pytest
 import nbdeploy
 import nbdeploy.api as api
 from nbdeploy.deployment import _records
-from nbdeploy.registry import Registry
-from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -46,20 +44,11 @@ def _families():
     }
 
 
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
-
-
 EXPECTED_EXPLAINER = {"knn-model-agnostic": "kernel", "logistic": "linear"}
 
 
 @pytest.mark.parametrize("family", list(_families()))
-def test_served_explain_matches_notebook_and_adds_up(family, stop_all):
+def test_served_explain_matches_notebook_and_adds_up(family):
     model, X = _families()[family]
     dep = api.deploy(model, f"explain-{family}", X)
     rows = X.head(6)
@@ -83,7 +72,7 @@ def test_served_explain_matches_notebook_and_adds_up(family, stop_all):
     assert bad.status_code == 400 and "nope" in bad.text
 
 
-def test_served_explain_of_one_chosen_class(stop_all):
+def test_served_explain_of_one_chosen_class():
     model, X = _families()["rf-multiclass"]
     dep = api.deploy(model, "explain-class", X)
     rows = X.iloc[::30]
@@ -101,7 +90,7 @@ def test_served_explain_of_one_chosen_class(stop_all):
         assert resp.status_code == 400 and "class_index" in resp.text, (wrong, resp.text)
 
 
-def test_served_model_agnostic_explain_over_its_time_budget_is_a_503(stop_all, monkeypatch):
+def test_served_model_agnostic_explain_over_its_time_budget_is_a_503(monkeypatch):
     from sklearn.neighbors import KNeighborsClassifier
 
     Xc, yc = models.cancer()
@@ -125,7 +114,7 @@ def score(X):
 '''
 
 
-def test_served_explain_gives_the_model_what_predict_gives_and_the_same_errors(stop_all):
+def test_served_explain_gives_the_model_what_predict_gives_and_the_same_errors():
     import types
 
     import pandas as pd

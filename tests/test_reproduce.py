@@ -20,20 +20,10 @@ from nbdeploy.intercept import REPRODUCE_ENV, RETRAIN_ENV, Captured, intercept, 
 from nbdeploy.registry import Registry
 from nbdeploy.reproduce import ReproduceWarning, compare_predictions, reproduce
 from nbdeploy.retrain import retrain
-from nbdeploy.serve import process
 from tests import models
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_notebooks" / "train_iris.ipynb"
-
-
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _train(notebook: Path, out: Path, **parameters) -> None:
@@ -156,7 +146,7 @@ def test_unseeded_notebook_differs(tmp_path):
 
 
 @pytest.mark.slow
-def test_example_training_notebook_reproduces_and_retrains(tmp_path, stop_all):
+def test_example_training_notebook_reproduces_and_retrains(tmp_path):
     run = run_training(EXAMPLE, output_path=tmp_path / "train_iris.ipynb")  # standalone, no env
     assert run.ok, run.reason
     dep = api.get("iris-train")

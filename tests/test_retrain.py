@@ -15,7 +15,6 @@ from nbdeploy.errors import NbdeployError
 from nbdeploy.intercept import run_training
 from nbdeploy.registry import Registry
 from nbdeploy.retrain import gate_options, retrain
-from nbdeploy.serve import process
 from tests import models
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -28,15 +27,6 @@ X, y = X.head(rows), y.head(rows)
 pred = httpx.post(f"{endpoint}/predict", json={"rows": X.to_dict(orient="records")}, timeout=60).json()
 nbdeploy.record("accuracy", float((pred == y.to_numpy()).mean()))
 """
-
-
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
 
 
 def _accuracy_notebook(path: Path) -> Path:
@@ -70,7 +60,7 @@ def test_retrain_needs_a_serving_version_from_a_notebook(monkeypatch):
 
 
 @pytest.mark.slow
-def test_retrain_goes_through_the_serving_versions_gate(tmp_path, stop_all):
+def test_retrain_goes_through_the_serving_versions_gate(tmp_path):
     gate = _accuracy_notebook(tmp_path / "accuracy.ipynb")
     train = NOTEBOOKS / "train_gated.ipynb"
     _train(train, tmp_path, gate_notebook=str(gate))  # v1: the first deploy passes its gate
@@ -127,7 +117,7 @@ def test_retrain_goes_through_the_serving_versions_gate(tmp_path, stop_all):
 
 
 @pytest.mark.slow
-def test_retrain_says_when_the_notebook_fails_deploys_nothing_or_nothing_new(tmp_path, stop_all):
+def test_retrain_says_when_the_notebook_fails_deploys_nothing_or_nothing_new(tmp_path):
     train = tmp_path / "train.ipynb"
     shutil.copy(NOTEBOOKS / "train_forest.ipynb", train)
     _train(train, tmp_path, serve=True)

@@ -12,31 +12,14 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sklearn.linear_model import LogisticRegression
 
 import nbdeploy.api as api
 from nbdeploy import config
 from nbdeploy.cli import cli
 from nbdeploy.registry import Registry
-from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
-
-
-@pytest.fixture(scope="module")
-def iris_model():
-    X, y = models.iris()
-    return LogisticRegression(max_iter=500).fit(X, y), X
 
 
 def _listen_addresses(port: int) -> set[str]:
@@ -50,14 +33,14 @@ def _listen_addresses(port: int) -> set[str]:
     return out
 
 
-def test_serves_on_loopback_by_default(iris_model, stop_all):
+def test_serves_on_loopback_by_default(iris_model):
     model, X = iris_model
     dep = api.deploy(model, "loop", X)
     assert dep.row["host"] == "127.0.0.1"
     assert _listen_addresses(dep.row["port"]) == {"127.0.0.1"}
 
 
-def test_other_address_needs_api_key_and_health_stays_open(iris_model, stop_all):
+def test_other_address_needs_api_key_and_health_stays_open(iris_model):
     model, X = iris_model
     api.deploy(model, "keyed", X, serve=False)
     shown: list[str] = []
@@ -82,7 +65,7 @@ def test_other_address_needs_api_key_and_health_stays_open(iris_model, stop_all)
     assert all(key not in json.dumps(e) for e in Registry().events())
 
 
-def test_pickle_payloads_are_refused(iris_model, stop_all):
+def test_pickle_payloads_are_refused(iris_model):
     import pickle
 
     model, X = iris_model
@@ -95,7 +78,7 @@ def test_pickle_payloads_are_refused(iris_model, stop_all):
     assert httpx.post(f"{dep.url}/predict", json=good).status_code == 200
 
 
-def test_skops_format_serves_and_loads_with_explicit_trusted_types(stop_all):
+def test_skops_format_serves_and_loads_with_explicit_trusted_types():
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
@@ -122,7 +105,7 @@ def test_skops_format_serves_and_loads_with_explicit_trusted_types(stop_all):
         api.deploy(lambda df: df["age"], "skops-bad", X, format="skops")
 
 
-def test_no_secret_from_the_environment_is_captured(iris_model, monkeypatch, tmp_path, stop_all):
+def test_no_secret_from_the_environment_is_captured(iris_model, monkeypatch, tmp_path):
     secret = "sk-PLANTED-7f3a9c1e5b"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("NBDEPLOY_API_KEY", secret)
@@ -143,7 +126,7 @@ def test_no_secret_from_the_environment_is_captured(iris_model, monkeypatch, tmp
         creds.unlink()
 
 
-def test_audit_log_is_append_only_and_exportable(iris_model, stop_all):
+def test_audit_log_is_append_only_and_exportable(iris_model):
     model, X = iris_model
     api.deploy(model, "audited", X, serve=False)
     conn = sqlite3.connect(config.registry_path())
@@ -159,7 +142,7 @@ def test_audit_log_is_append_only_and_exportable(iris_model, stop_all):
     assert events[0]["name"] == "audited" and events[0]["user"] == "tester"
 
 
-def test_tls_serves_https_with_a_self_signed_certificate(iris_model, tmp_path, stop_all):
+def test_tls_serves_https_with_a_self_signed_certificate(iris_model, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
@@ -179,7 +162,7 @@ def test_tls_serves_https_with_a_self_signed_certificate(iris_model, tmp_path, s
 
 
 
-def test_sensitive_columns_never_reach_the_prediction_log_in_clear(stop_all):
+def test_sensitive_columns_never_reach_the_prediction_log_in_clear():
     import pandas as pd
     from sklearn.linear_model import LinearRegression
 

@@ -15,7 +15,6 @@ from nbdeploy import config
 from nbdeploy.lifecycle import export_spec
 from nbdeploy.package.export import export
 from nbdeploy.registry import Registry
-from nbdeploy.serve import process
 from tests import models
 
 pytestmark = pytest.mark.slow
@@ -28,16 +27,6 @@ SECRETS = {
 }
 
 
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        process.stop_pid(dep.get("router_pid"), grace=3)
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
-
-
 def leaks(place: Path) -> list[tuple[Path, str]]:
     """Every file under ``place`` (logs included) holding a planted secret, with which one."""
     found = []
@@ -48,7 +37,7 @@ def leaks(place: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def test_planted_secrets_reach_no_file_log_or_export(tmp_path, monkeypatch, stop_all):
+def test_planted_secrets_reach_no_file_log_or_export(tmp_path, monkeypatch):
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".aws").mkdir(parents=True)
     work.mkdir()

@@ -10,31 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from sklearn.linear_model import LogisticRegression
 
 import nbdeploy.api as api
 from nbdeploy.cli import cli
 from nbdeploy.registry import Registry
-from nbdeploy.serve import process
-from tests import models
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def stop_all():
-    yield
-    reg = Registry()
-    for dep in reg.deployments():
-        process.stop_pid(dep.get("router_pid"), grace=3)
-        for v in reg.versions(dep["name"]):
-            process.stop_pid(v.get("pid"), grace=3)
-
-
-@pytest.fixture(scope="module")
-def iris_model():
-    X, y = models.iris()
-    return LogisticRegression(max_iter=500).fit(X, y), X
 
 
 @pytest.fixture
@@ -47,7 +28,7 @@ def cert(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_stable_endpoint_forwards_to_a_version_served_over_https(iris_model, cert, stop_all):
+def test_stable_endpoint_forwards_to_a_version_served_over_https(iris_model, cert):
     model, X = iris_model
     rows = {"rows": X.head(3).to_dict(orient="records")}
     dep = api.deploy(model, "tlsd", X, tls_cert=cert[0], tls_key=cert[1])
@@ -67,7 +48,7 @@ def test_stable_endpoint_forwards_to_a_version_served_over_https(iris_model, cer
     assert routed.headers["x-nbdeploy-version"] == "1"
 
 
-def test_cli_serve_with_tls_host_and_the_environment_api_key(iris_model, cert, stop_all, monkeypatch):
+def test_cli_serve_with_tls_host_and_the_environment_api_key(iris_model, cert, monkeypatch):
     model, X = iris_model
     rows = {"rows": X.head(2).to_dict(orient="records")}
     api.deploy(model, "tlscli", X, serve=False)
