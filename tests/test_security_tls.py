@@ -4,6 +4,7 @@ and the API key taken from $NBDEPLOY_API_KEY when the CLI binds a non-loopback a
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -71,3 +72,26 @@ def test_cli_serve_with_tls_host_and_the_environment_api_key(iris_model, cert, m
                     headers={"Authorization": f"Bearer {key}"})
     assert ok.status_code == 200 and ok.json() == model.predict(X.head(2)).tolist()
     assert httpx.get(f"{url}/readyz", verify=str(cert[0])).status_code == 200
+
+
+def test_a_deployment_served_over_https_stays_https_across_versions_and_rollback(iris_model, cert):
+    from sklearn.linear_model import LogisticRegression
+
+    model, X = iris_model
+    rows = {"rows": X.head(2).to_dict(orient="records")}
+    first = api.deploy(model, "tlsroll", X, tls_cert=cert[0], tls_key=cert[1])
+    assert first.url.startswith("https://")
+    other = LogisticRegression(C=0.05, max_iter=500).fit(X, model.predict(X))
+    second = api.deploy(other, "tlsroll", X)  # no TLS options: the deployment's are reused
+    assert second.version == 2 and second.url.startswith("https://")
+    assert Registry().version("tlsroll", 1)["pid"] is None  # v1 stopped by the promote
+    back = api.rollback("tlsroll")  # restarts v1: over HTTPS again, never plain HTTP
+    assert back.version == 1 and back.url.startswith("https://")
+    assert Registry().version("tlsroll", 1)["tls"] == 1
+    answer = httpx.post(f"{back.url}/predict", json=rows, verify=str(cert[0]))
+    assert answer.status_code == 200
+    routed = httpx.post(f"{api.endpoint_url('tlsroll')}/predict", json=rows)
+    assert routed.status_code == 200 and routed.headers["x-nbdeploy-version"] == "1"
+    settings = Registry().deployment("tlsroll")["settings"]
+    assert settings["tls"] == {"cert": str(cert[0].resolve()), "key": str(cert[1].resolve())}
+    assert "PRIVATE KEY" not in json.dumps(settings)  # paths only, never the key itself

@@ -51,12 +51,15 @@ def start(
     """Start (or restart) the server of a version; by default the serving one.
 
     Any address other than loopback needs an API key: ``api_key``, ``$NBDEPLOY_API_KEY``, or
-    a generated one shown once. ``tls_cert``/``tls_key`` serve HTTPS."""
+    a generated one shown once. ``tls_cert``/``tls_key`` serve HTTPS; the deployment keeps
+    their paths (never their contents), so every later start of any of its versions, by a
+    deploy, promote or rollback, serves HTTPS with them too."""
     say = progress or noop
     if bool(tls_cert) != bool(tls_key):
         raise NbdeployError("HTTPS needs both --tls-cert and --tls-key (PEM files).")
     reg = Registry()
     row = reg.version(name, version)
+    tls_cert, tls_key = _tls_files(reg, name, tls_cert, tls_key)
     dep = Deployment(name, row["version"])
     serving = reg.deployment(name)["serving_version"] == row["version"]
     if dep.status() == "serving":
@@ -98,6 +101,21 @@ def start(
     if generated:
         say("serving", f"API key for {started.url} (shown once, not stored): {key}")
     return started
+
+
+def _tls_files(
+    reg: Registry, name: str, cert: str | Path | None, key: str | Path | None
+) -> tuple[str | None, str | None]:
+    """The certificate and key to serve ``name`` with: those given (remembered for the
+    deployment), else those remembered, so a rollback never drops back to plain HTTP."""
+    settings = dict(reg.deployment(name).get("settings") or {})
+    if cert and key:
+        remembered = {"cert": str(Path(cert).resolve()), "key": str(Path(key).resolve())}
+        if settings.get("tls") != remembered:
+            reg.update_deployment(name, settings={**settings, "tls": remembered})
+        return remembered["cert"], remembered["key"]
+    tls = settings.get("tls") or {}
+    return tls.get("cert"), tls.get("key")
 
 
 def promote(
