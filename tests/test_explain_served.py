@@ -85,6 +85,9 @@ def test_served_explain_of_one_chosen_class():
     local = nbdeploy.explain(model, rows, background=api.load_reference(dep.name, 1),
                              class_index=2, progress=False)
     np.testing.assert_allclose(served["contributions"], local.values.to_numpy(), rtol=1e-5, atol=1e-6)
+    client = dep.explain(rows, class_index=2)  # the Python client sends the same field
+    assert client["class"] == [2] * len(rows)
+    np.testing.assert_allclose(client["contributions"], served["contributions"], rtol=1e-12)
     for wrong in (3, -1, "2", True, None, 1.5):
         resp = httpx.post(f"{dep.url}/explain", json={**body, "class_index": wrong}, timeout=60)
         assert resp.status_code == 400 and "class_index" in resp.text, (wrong, resp.text)

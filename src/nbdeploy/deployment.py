@@ -86,7 +86,7 @@ class Deployment:
         }
 
     # -- client --------------------------------------------------------------------------
-    def _post(self, route: str, rows: Any) -> Any:
+    def _post(self, route: str, rows: Any, **extra: Any) -> Any:
         url = self.endpoint if self.status() == "serving" else self.url
         if not url:
             raise RuntimeError(f"{self.name} v{self.version} is not served; call .start() first.")
@@ -95,7 +95,8 @@ class Deployment:
 
         key = self.api_key or os.environ.get("NBDEPLOY_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        resp = httpx.post(f"{url}/{route}", json={"rows": records}, timeout=60, headers=headers, verify=False)
+        resp = httpx.post(f"{url}/{route}", json={"rows": records, **extra}, timeout=60,
+                          headers=headers, verify=False)
         if resp.status_code >= 400:
             raise RuntimeError(f"{route} answered {resp.status_code}: {resp.text[:500]}")
         return resp.json()
@@ -108,9 +109,11 @@ class Deployment:
         """Class probabilities from the live endpoint."""
         return self._post("predict_proba", rows)
 
-    def explain(self, rows: Any) -> dict[str, Any]:
-        """SHAP contributions from the live endpoint."""
-        return self._post("explain", rows)
+    def explain(self, rows: Any, class_index: int | None = None) -> dict[str, Any]:
+        """SHAP contributions from the live endpoint: for each row's predicted class, or for
+        class number ``class_index`` of a classifier."""
+        extra = {} if class_index is None else {"class_index": int(class_index)}
+        return self._post("explain", rows, **extra)
 
     def stop(self) -> bool:
         """Stop this version's server."""
