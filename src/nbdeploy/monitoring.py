@@ -20,7 +20,7 @@ from nbdeploy.monitor import (
     parse_rules,
 )
 from nbdeploy.monitor import compare_versions as _compare
-from nbdeploy.monitor import kpis as _kpis
+from nbdeploy.monitor.kpis import kpis as _kpis  # `nbdeploy.monitor.kpis` may be the module
 from nbdeploy.registry import Registry
 
 WINDOWS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -1,7 +1,9 @@
 """Monitoring: prediction log, input drift, feedback and live quality, KPIs, alerts, plots.
 
 Names load on first use, so the router (which only writes the prediction log) starts
-without importing scipy or matplotlib."""
+without importing scipy or matplotlib. The ``kpis`` function is imported from
+``nbdeploy.monitor.kpis``: as a package attribute that name is the submodule once anything
+imported it, whatever this module's lazy names say."""
 
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ _LAZY = {
     "FeedbackStore": "feedback",
     "compare_versions": "feedback",
     "live_metrics": "feedback",
-    "kpis": "kpis",
     "timeseries": "kpis",
 }
 
