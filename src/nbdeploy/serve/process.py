@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,10 +107,57 @@ def start_server(
     timeout: float = 90.0,
     on_wait: Callable[[float], None] | None = None,
 ) -> tuple[int, int]:
-    """Start ``bentoml serve`` in the background and wait for ``/readyz``; return (pid, port)."""
-    port = port or free_port(host)
-    if port_in_use(port, host):
-        raise ServeError(f"port {port} on {host} is already in use; pick another with port=... or --port.")
+    """Start ``bentoml serve`` in the background and wait for ``/readyz``; return (pid, port).
+
+    BentoML picks free ports for its own control sockets and binds them a moment later;
+    another process can take one in between ("Address already in use"). Such a start is
+    tried again, up to three times in all (with a new port too when ours was chosen here)."""
+    chosen = port is None
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        port = port or free_port(host)
+        if port_in_use(port, host):
+            if chosen:
+                port = None
+                continue
+            raise ServeError(
+                f"port {port} on {host} is already in use; pick another with port=... or --port.")
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        try:
+            return _start_once(bento_tag, log_file=log_file, host=host, port=port, env=env,
+                               extra_args=extra_args, timeout=timeout, on_wait=on_wait), port
+        except ServeError:
+            clash = _address_clash(log_file, offset)
+            if clash is None or attempt == BIND_ATTEMPTS or (clash == port and not chosen):
+                raise
+            if clash == port:
+                port = None
+    raise ServeError(f"no free port found on {host} after {BIND_ATTEMPTS} tries")
+
+
+BIND_ATTEMPTS = 3
+
+
+def _address_clash(log_file: Path, offset: int) -> int | None:
+    """The port of an "Address already in use" in the log written since ``offset``, if any."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    if "address already in use" not in text.lower():
+        return None
+    # zmq: "Address already in use (addr='tcp://127.0.0.1:57643')";
+    # uvicorn: "bind on address ('127.0.0.1', 3000): address already in use"
+    found = re.findall(r"(?i)address already in use.{0,40}?:(\d+)|, (\d+)\): address already in use",
+                       text)
+    return int(next(p for p in found[-1] if p)) if found else 0
+
+
+def _start_once(
+    bento_tag: str, *, log_file: Path, host: str, port: int, env: dict[str, str] | None,
+    extra_args: list[str] | None, timeout: float, on_wait: Callable[[float], None] | None,
+) -> int:
     cmd = [*bentoml_command(), "serve", bento_tag, "--host", host, "--port", str(port), *(extra_args or [])]
     child_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": bentoml_home(), **(env or {})}
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +175,7 @@ def start_server(
     except BaseException:
         stop_pid(proc.pid, grace=2.0)
         raise
-    return proc.pid, port
+    return proc.pid
 
 
 def _connect_host(host: str) -> str:
