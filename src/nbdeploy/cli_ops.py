@@ -79,6 +79,8 @@ def diff(a: str, b: str, as_json: bool) -> None:
             console.print(f"{title}: unchanged")
             continue
         table = Table("", d["a"], d["b"], title=title)
+        for column in table.columns:  # long paths and hashes wrap, never end in "…"
+            column.overflow = "fold"
         for k, (va, vb) in rows.items():
             table.add_row(k, str(va), str(vb))
         console.print(table)
