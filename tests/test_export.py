@@ -287,6 +287,37 @@ def test_kserve_single_version_has_no_canary(tmp_path: Path) -> None:
     assert not (tmp_path / "kserve" / "inferenceservice-stable.yaml").exists()
 
 
+def _k8s_validator(definition: str) -> jsonschema.Draft202012Validator:
+    """A strict validator for one Kubernetes type (e.g. ``container-v1``) of the pinned version,
+    from the schemas kubernetes-validate ships."""
+    from referencing import Registry, Resource
+
+    folder = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / \
+        f"v{K8S_VERSION}-local-strict"
+    body = json.loads((folder / f"{definition}.json").read_text())
+    defs = Resource.from_contents(json.loads((folder / "_definitions.json").read_text()))
+    registry = defs @ (Resource.from_contents(body) @ Registry())
+    return jsonschema.Draft202012Validator(body, registry=registry)
+
+
+def test_kserve_predictor_is_a_real_kubernetes_container_and_metadata(tmp_path: Path) -> None:
+    # The InferenceService predictor embeds Kubernetes PodSpec fields: its containers and the
+    # object's metadata are checked against Kubernetes' own schemas (strict, pinned version),
+    # beside the hand-written InferenceService subset.
+    export(split_spec(), tmp_path, "kserve", echo=None)
+    container, meta = _k8s_validator("container-v1"), _k8s_validator("objectmeta-meta-v1")
+    files = sorted((tmp_path / "kserve").glob("inferenceservice*.yaml"))
+    assert len(files) == 2
+    for file in files:
+        body = yaml.safe_load(file.read_text())
+        meta.validate(body["metadata"])
+        for box in body["spec"]["predictor"]["containers"]:
+            container.validate(box)
+    wrong = dict(yaml.safe_load(files[0].read_text())["spec"]["predictor"]["containers"][0])
+    wrong["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": "3000x"}, "periodSecs": 5}
+    assert list(container.iter_errors(wrong))  # a typo the cluster would refuse is caught
+
+
 def test_kserve_schema_rejects_mistakes(tmp_path: Path) -> None:
     export(split_spec(), tmp_path, "kserve", echo=None)
     good = yaml.safe_load((tmp_path / "kserve" / "inferenceservice.yaml").read_text())
