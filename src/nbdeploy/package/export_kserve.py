@@ -6,6 +6,8 @@ applied with ``canaryTrafficPercent`` equal to its local weight. Every manifest 
 against ``schemas/inferenceservice-v1beta1.handwritten-subset.schema.json`` before it is
 written: a schema written by hand from KServe's v1beta1 API reference for the fields nbdeploy
 uses, not KServe's own CRD (no registry reachable here ships that CRD's openAPIV3Schema).
+The tests also check every manifest against KServe's own API definition as its PyPI SDK
+generates it (field names, types, required fields; ``tests/data/``).
 """
 
 from __future__ import annotations
