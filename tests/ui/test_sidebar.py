@@ -79,6 +79,8 @@ def expect() -> Iterator[Any]:
 
 
 def _open_sidebar(browser: Any, lab: Lab) -> Any:
+    if not BUILT.exists():
+        pytest.fail("the labextension is not built: run `make labextension` first")
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(WAIT_MS)
     page.goto(lab.lab_url())
@@ -90,8 +92,6 @@ def _open_sidebar(browser: Any, lab: Lab) -> Any:
 def test_sidebar_lists_follows_and_rolls_back(
     browser: Any, lab: Lab, iris: str, artifacts_dir: Path, expect: Any
 ) -> None:
-    if not BUILT.exists():
-        pytest.fail("the labextension is not built: run `make labextension` first")
     page = _open_sidebar(browser, lab)
     row = page.locator('#nbdeploy-deployments [data-deployment="iris"]')
     badge = row.locator(".nbd-deployment-head .nbd-badge")
@@ -187,8 +187,6 @@ def test_toolbar_button_inserts_a_deploy_cell_and_palette_has_commands(
 def test_sidebar_shows_split_alerts_validation_and_confirms_promote_and_stop(
     browser: Any, lab: Lab, gated_split: str, artifacts_dir: Path, expect: Any
 ) -> None:
-    if not BUILT.exists():
-        pytest.fail("the labextension is not built: run `make labextension` first")
     page = _open_sidebar(browser, lab)
     row = page.locator('#nbdeploy-deployments [data-deployment="gated"]')
     head = row.locator(".nbd-deployment-head")
