@@ -130,9 +130,9 @@ def drift(name: str, version: int | None, window: str, psi_threshold: float, as_
     else:
         table = Table("feature", "kind", "PSI", "test", "p-value", "drift", "why")
         for f in report.features_sorted():
-            psi = "—" if f.psi is None else f"{f.psi:.3f}"
-            p = "—" if f.p_value is None else f"{f.p_value:.3g}"
-            table.add_row(f.name, f.kind, psi, f.test, p, "[red]yes[/red]" if f.drifted else "no", f.reason)
+            table.add_row(f.name, f.kind, monitoring.fmt(f.psi, ".3f"), f.test,
+                          monitoring.fmt(f.p_value, ".3g"), "[red]yes[/red]" if f.drifted else "no",
+                          f.reason)
         console.print(table)
         console.print(f"verdict: [bold]{report.verdict}[/bold]")
     if report.verdict == "drift":
