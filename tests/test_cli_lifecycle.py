@@ -292,3 +292,12 @@ def test_rollback_target_follows_the_switch_history(ctx: Life) -> None:
     finally:
         reg.update_version(NAME, 1, status="ready", reason=None)
         reg.update_deployment(NAME, serving_version=None)
+
+
+def test_one_setting_written_keeps_the_others(ctx: Life) -> None:
+    reg = Registry()
+    reg.set_setting(NAME, "alerts", ["drift"])
+    before = reg.settings(NAME)
+    reg.set_setting(NAME, "probe", {"a": 1})
+    assert reg.settings(NAME) == {**before, "probe": {"a": 1}}
+    assert reg.settings(NAME)["alerts"] == ["drift"]

@@ -194,16 +194,14 @@ def _check_sensitive(sensitive: dict[str, str], schema: Schema) -> None:
 def _stored_sensitive(reg: Registry, name: str) -> dict[str, str]:
     """The sensitive columns a deployment already has (empty for a new name)."""
     try:
-        return dict((reg.deployment(name).get("settings") or {}).get("sensitive") or {})
+        return dict(reg.settings(name).get("sensitive") or {})
     except NotFoundError:
         return {}
 
 
 def _store_sensitive(reg: Registry, name: str, sensitive: dict[str, str]) -> None:
     """Columns whose values are hashed or dropped in the prediction log, never kept in clear."""
-    settings = dict(reg.deployment(name).get("settings") or {})
-    settings["sensitive"] = dict(sensitive)
-    reg.update_deployment(name, settings=settings)
+    reg.set_setting(name, "sensitive", dict(sensitive))
 
 
 def _choose_adapter(model: Any, format: str) -> Any:

@@ -41,8 +41,8 @@ def parse_window(text: str | float | None) -> float | None:
 
 def predlog(name: str) -> PredictionLog:
     """The prediction log of a deployment (sensitive columns as set at deploy time)."""
-    settings = Registry().deployment(name).get("settings") or {}
-    return PredictionLog.for_deployment(name, sensitive=settings.get("sensitive") or None)
+    sensitive = Registry().settings(name).get("sensitive") or None
+    return PredictionLog.for_deployment(name, sensitive=sensitive)
 
 
 def feedback_store(name: str) -> FeedbackStore:
@@ -108,16 +108,15 @@ def set_alerts(name: str, rules: list[str]) -> list[str]:
     """Store alert rules (e.g. 'accuracy<0.9', 'error_rate>0.05', 'drift') for a deployment."""
     parsed = parse_rules(rules)  # raises a clear error for an unreadable rule
     reg = Registry()
-    settings = dict(reg.deployment(name).get("settings") or {})
-    settings["alerts"] = [str(r) for r in rules]
-    reg.update_deployment(name, settings=settings)
-    reg.log_event("alerts", name=name, detail={"rules": settings["alerts"]})
+    stored = [str(r) for r in rules]
+    reg.set_setting(name, "alerts", stored)
+    reg.log_event("alerts", name=name, detail={"rules": stored})
     return [str(r) for r in parsed]
 
 
 def alerts(name: str, window: str | float | None = "1h") -> list[Alert]:
     """Alerts firing now for a deployment's rules."""
-    rules = (Registry().deployment(name).get("settings") or {}).get("alerts") or []
+    rules = Registry().settings(name).get("alerts") or []
     if not rules:
         return []
     report = None

@@ -198,6 +198,21 @@ class Registry:
         with self.transaction() as conn:
             conn.execute(f"UPDATE deployments SET {cols} WHERE name = ?", (*args, name))
 
+    def settings(self, name: str) -> dict[str, Any]:
+        """A deployment's settings (alert rules, sensitive columns, TLS files, ...)."""
+        return dict(self.deployment(name).get("settings") or {})
+
+    def set_setting(self, name: str, key: str, value: Any) -> None:
+        """Set one of a deployment's settings, keeping the others (read and write under the
+        registry lock, so two settings written at once both stay)."""
+        self.deployment(name)
+        with self.transaction() as conn:
+            row = conn.execute("SELECT settings_json FROM deployments WHERE name = ?", (name,)).fetchone()
+            settings = json.loads(row[0] or "{}") or {}
+            settings[key] = value
+            conn.execute("UPDATE deployments SET settings_json = ? WHERE name = ?",
+                         (json.dumps(settings), name))
+
     # -- versions ------------------------------------------------------------------------
     def add_version(self, name: str, fields: dict[str, Any], *, event: dict[str, Any]) -> int:
         """Allocate the next version number and insert the whole row and its event at once."""

@@ -108,13 +108,12 @@ def _tls_files(
 ) -> tuple[str | None, str | None]:
     """The certificate and key to serve ``name`` with: those given (remembered for the
     deployment), else those remembered, so a rollback never drops back to plain HTTP."""
-    settings = dict(reg.deployment(name).get("settings") or {})
+    tls = reg.settings(name).get("tls") or {}
     if cert and key:
         remembered = {"cert": str(Path(cert).resolve()), "key": str(Path(key).resolve())}
-        if settings.get("tls") != remembered:
-            reg.update_deployment(name, settings={**settings, "tls": remembered})
+        if tls != remembered:
+            reg.set_setting(name, "tls", remembered)
         return remembered["cert"], remembered["key"]
-    tls = settings.get("tls") or {}
     return tls.get("cert"), tls.get("key")
 
 
