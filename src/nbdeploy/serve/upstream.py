@@ -10,6 +10,7 @@ fallback and so that bench/bench_router.py can compare them in one run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import ssl
 from typing import Any
@@ -88,22 +89,17 @@ class _Connection(asyncio.Protocol):
         return self.waiter
 
 
+@functools.cache
 def loopback_tls() -> ssl.SSLContext:
     """TLS for the router's hop to a version served with ``--tls-cert`` on this machine.
 
     The hop is encrypted; the certificate is not checked, because the router only ever
     connects to loopback (see ``traffic._loopback``) and a self-signed certificate made for
     the public name would not match 127.0.0.1. Clients check the certificate themselves."""
-    global _LOOPBACK_TLS
-    if _LOOPBACK_TLS is None:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        _LOOPBACK_TLS = ctx
-    return _LOOPBACK_TLS
-
-
-_LOOPBACK_TLS: ssl.SSLContext | None = None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class RawUpstream:
